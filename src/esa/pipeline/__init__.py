@@ -1,0 +1,1 @@
+"""Orchestration: each CLI command is one function here, composed from the library modules."""
