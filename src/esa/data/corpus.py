@@ -7,6 +7,7 @@ hashes, tokenizer) so a manifest can say exactly which tokens a number was compu
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import platform
@@ -20,7 +21,6 @@ from esa.errors import EsaError
 
 BUILTIN = "builtin"
 DOC_SEPARATOR = "\n\n"
-FILE_FORMATS = (".txt", ".jsonl", ".parquet")
 
 # name -> (load_dataset args, load_dataset kwargs, documents kept, separator): the published protocols
 # of SparseGPT (WikiText-2 test split joined by "\n\n") and Wanda (first 1100 documents of C4's first
@@ -121,7 +121,7 @@ def _hf_documents(name: str) -> tuple[list[str], str, dict[str, Any]]:
         "source": "huggingface",
         "name": name,
         "hf_dataset": list(args),
-        "hf_kwargs": kwargs,
+        "hf_kwargs": copy.deepcopy(kwargs),
         "documents_used": n_docs if n_docs is not None else "all",
         "datasets_version": datasets.__version__,
     }
@@ -135,15 +135,13 @@ def _file_documents(dataset: str) -> tuple[list[str], str, dict[str, Any]]:
         known = ", ".join([BUILTIN, *_HF_DATASETS])
         raise EsaError(f"dataset '{dataset}' is neither a known name ({known}) nor an existing file")
     suffix = path.suffix.lower()
-    if suffix not in FILE_FORMATS:
-        raise EsaError(f"dataset file '{path}' has an unsupported extension; use one of {', '.join(FILE_FORMATS)}")
+    if suffix not in _READERS:
+        raise EsaError(f"dataset file '{path}' has an unsupported extension; use one of {', '.join(_READERS)}")
     try:
         data = path.read_bytes()
-        documents = {".txt": _txt_documents, ".jsonl": _jsonl_documents, ".parquet": _parquet_documents}[suffix](
-            path, data
-        )
     except OSError as exc:
         raise EsaError(f"cannot read dataset file '{path}': {exc.strerror or exc}") from exc
+    documents = _READERS[suffix](path, data)
     source = {
         "source": "file",
         "name": path.name,
@@ -168,7 +166,8 @@ def _txt_documents(path: Path, data: bytes) -> list[str]:
 
 def _jsonl_documents(path: Path, data: bytes) -> list[str]:
     documents = []
-    for number, line in enumerate(_decode(path, data).splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() would also split inside strings holding U+2028 and friends.
+    for number, line in enumerate(_decode(path, data).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -196,3 +195,6 @@ def _parquet_documents(path: Path, data: bytes) -> list[str]:
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise EsaError(f"dataset file '{path}' column `text` holds {column.type}, not strings")
     return [text for text in column.to_pylist() if text is not None]
+
+
+_READERS = {".txt": _txt_documents, ".jsonl": _jsonl_documents, ".parquet": _parquet_documents}

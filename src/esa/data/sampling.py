@@ -52,7 +52,7 @@ def make_windows(
     n_before = n_windows - n_eval_used
     if n_calib > 0 and n_before == 0:
         raise EsaError(
-            f"the corpus has {n_windows} windows of {span} tokens and {n_eval_used} are for evaluation, "
+            f"the corpus has {n_windows} window(s) of {span} tokens and {n_eval_used} are for evaluation, "
             "leaving none for calibration; lower --n-eval or --seq-len, or use a larger dataset"
         )
     n_calib_used = min(n_calib, n_before)

@@ -1,0 +1,30 @@
+"""Sensitivity metrics: one module per metric behind the contract in `base`, one registry.
+
+Built-ins: magnitude, grad_x_weight, grad_squared, act_mag, hutchinson_diag. `get_metric(name)` returns
+one; `register_metric` / `as_metric` add a user's own.
+"""
+
+from esa.metrics.act_mag import ActMag
+from esa.metrics.base import Metric, MetricResult, ScoringContext
+from esa.metrics.grad_squared import GradSquared
+from esa.metrics.grad_x_weight import GradXWeight
+from esa.metrics.hutchinson import HutchinsonDiag
+from esa.metrics.magnitude import Magnitude
+from esa.metrics.registry import METRICS, FunctionMetric, as_metric, check_result, get_metric, register_metric
+
+__all__ = [
+    "METRICS",
+    "ActMag",
+    "FunctionMetric",
+    "GradSquared",
+    "GradXWeight",
+    "HutchinsonDiag",
+    "Magnitude",
+    "Metric",
+    "MetricResult",
+    "ScoringContext",
+    "as_metric",
+    "check_result",
+    "get_metric",
+    "register_metric",
+]

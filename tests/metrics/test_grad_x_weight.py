@@ -1,0 +1,35 @@
+"""grad_x_weight against one big-batch gradient of Hugging Face's own mean loss."""
+
+from __future__ import annotations
+
+import torch
+
+from esa.metrics import get_metric
+from esa.models.tiny import build_tiny_model
+
+
+def hf_mean_loss_gradients(model: torch.nn.Module, ids: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+    """Gradient of the mean next-token loss over every token of `ids`, in one batch (transformers' loss)."""
+    named = dict(model.named_parameters())
+    loss = model(input_ids=ids, labels=ids).loss
+    return dict(zip(names, torch.autograd.grad(loss, [named[n] for n in names])))
+
+
+def test_matches_big_batch_gradient(make_ctx) -> None:
+    model = build_tiny_model("tiny-llama")
+    ctx = make_ctx(model, n_windows=6, batch_size=4)  # batches of 4 and 2: uneven on purpose
+    result = get_metric("grad_x_weight")(ctx)
+    grads = hf_mean_loss_gradients(model, torch.cat(list(ctx.batches())), list(ctx.params))
+    named = dict(model.named_parameters())
+    for name, g in grads.items():
+        signed = named[name].detach() * g
+        torch.testing.assert_close(result.extras["signed"][name], signed, rtol=1e-4, atol=1e-9)
+        torch.testing.assert_close(result.scores[name], signed.abs(), rtol=1e-4, atol=1e-9)
+
+
+def test_batch_size_does_not_change_scores(make_ctx) -> None:
+    model = build_tiny_model("tiny-phi3")
+    one = get_metric("grad_x_weight")(make_ctx(model, batch_size=1))
+    four = get_metric("grad_x_weight")(make_ctx(model, batch_size=4, accumulate_on="cpu"))
+    for name in one.scores:
+        torch.testing.assert_close(one.scores[name], four.scores[name], rtol=1e-4, atol=1e-9)
