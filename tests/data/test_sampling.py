@@ -83,8 +83,8 @@ def test_protocol_is_recorded_and_json_ready():
         (1000, {"seq_len": 4096, "max_seq_len": 2048}, "--seq-len 4096 exceeds the model's context of 2048 tokens"),
         (100, {"seq_len": 128}, "the corpus has 100 tokens, fewer than one window of 128; use a larger dataset"),
         (99, {"seq_len": 101, "bos_id": BOS}, "the corpus has 99 tokens, fewer than one window of 100"),
-        (1000, {"n_eval": 0}, "--n-eval must be at least 1"),
-        (1000, {"n_calib": -1}, "--n-calib must be at least 0"),
+        (1000, {"n_eval": 0}, "--eval-samples must be at least 1"),
+        (1000, {"n_calib": -1}, "--max-samples must be at least 0"),
         (1000, {"n_eval": 10, "n_calib": 1}, "leaving none for calibration"),
     ],
 )

@@ -81,7 +81,7 @@ def test_small_corpus_caps_pool_and_eval(model):
 def test_user_errors(corpus, model):
     with pytest.raises(EsaError, match="unknown preset 'huge'"):
         run_baseline(model, corpus, "huge")
-    with pytest.raises(EsaError, match="--n-eval must be at least 1"):
+    with pytest.raises(EsaError, match="--eval-samples must be at least 1"):
         run_baseline(model, corpus, "smoke", n_eval=0)
     with pytest.raises(EsaError, match="exceeds the model's context of 64"):
         run_baseline(model, corpus, "smoke", max_seq_len=64)

@@ -37,9 +37,9 @@ def make_windows(
     if max_seq_len is not None and seq_len > max_seq_len:
         raise EsaError(f"--seq-len {seq_len} exceeds the model's context of {max_seq_len} tokens")
     if n_eval < 1:
-        raise EsaError(f"--n-eval must be at least 1, got {n_eval}")
+        raise EsaError(f"--eval-samples must be at least 1, got {n_eval}")
     if n_calib < 0:
-        raise EsaError(f"--n-calib must be at least 0, got {n_calib}")
+        raise EsaError(f"--max-samples must be at least 0, got {n_calib}")
     span = seq_len - (1 if bos_id is not None else 0)
     n_tokens = int(corpus.tokens.numel())
     n_windows = n_tokens // span
@@ -53,7 +53,7 @@ def make_windows(
     if n_calib > 0 and n_before == 0:
         raise EsaError(
             f"the corpus has {n_windows} window(s) of {span} tokens and {n_eval_used} are for evaluation, "
-            "leaving none for calibration; lower --n-eval or --seq-len, or use a larger dataset"
+            "leaving none for calibration; lower --eval-samples or --seq-len, or use a larger dataset"
         )
     n_calib_used = min(n_calib, n_before)
     generator = torch.Generator().manual_seed(seed)

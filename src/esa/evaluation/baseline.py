@@ -84,7 +84,7 @@ def run_baseline(
     seq_len = chosen.resolve_seq_len(max_seq_len) if seq_len is None else seq_len
     n_eval = chosen.n_eval if n_eval is None else n_eval
     if n_eval < 1:
-        raise EsaError(f"--n-eval must be at least 1, got {n_eval}")
+        raise EsaError(f"--eval-samples must be at least 1, got {n_eval}")
     pool = make_windows(corpus, seq_len, 0, EVAL_POOL_FACTOR * n_eval, 0, bos_id, max_seq_len)
     n_used = min(n_eval, len(pool.eval_offsets))
     fixed = pool.eval_offsets[-n_used:]

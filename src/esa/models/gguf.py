@@ -89,6 +89,7 @@ def build_cache(source: GgufSource, cached: Path, progress: bool) -> None:
     """Dequantize to fp32 (exact for the block formats) in a temp dir, then rename: never a half cache."""
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cached.name}-", dir=cached.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the copy holds public weights and may be a shared cache
     try:
         with tempfile.TemporaryDirectory(dir=cached.parent) as workdir:
             gguf = source.materialize(Path(workdir))

@@ -21,16 +21,10 @@ Conventions:
 
 from __future__ import annotations
 
-from collections import Counter
-
 from torch import nn
+from transformers.pytorch_utils import Conv1D  # GPT-2-style projection with a transposed [in, out] weight
 
 from esa.models.types import ParamInfo
-
-try:  # GPT-2-style models store projections as Conv1D with a transposed [in, out] weight.
-    from transformers.pytorch_utils import Conv1D
-except ImportError:  # pragma: no cover - transformers always ships it today
-    Conv1D = ()  # type: ignore[assignment,misc]
 
 # Attribute name -> role, per component. A fallback for naming only; components come from structure.
 _ROLE_ALIASES: dict[str, dict[str, str]] = {
@@ -151,7 +145,7 @@ def _describe_in_block(name: str, shape: tuple[int, ...], layer: int, block: nn.
         chain.append((part, module))
     owner_attr, owner = chain[-1] if chain else ("", block)
     # the parameter's own attribute names fused tensors (experts.gate_up_proj); weight/bias take the module's
-    role_key = owner_attr if attr in ("weight", "bias") else attr
+    role_key = owner_attr if attr in ("weight", "bias") and owner_attr else attr
 
     expert_at = next((i for i, (_, m) in enumerate(chain) if _is_expert_container(m)), None)
     if expert_at is not None:
@@ -262,7 +256,3 @@ def _module_of(model: nn.Module, getter: str) -> nn.Module | None:
     except NotImplementedError:
         return None
 
-
-def component_counts(infos: dict[str, ParamInfo]) -> Counter[str]:
-    """Number of tensors per component (for summaries and tests)."""
-    return Counter(info.component for info in infos.values())

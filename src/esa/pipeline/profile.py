@@ -25,6 +25,7 @@ class SeedProfile:
     result: MetricResult
     selection: WeightSet
     stats: dict[str, Any]
+    bottom: WeightSet | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -106,9 +107,9 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def profile_seed(
     lm: LoadedModel, metric: Metric, windows: WindowSet, param_names: list[str], *, seed: int, k: int, mode: str,
-    batch_size: int, probes: int = 8, accumulate_on: str = "param", progress: bool = False,
+    batch_size: int, probes: int = 8, accumulate_on: str = "param", progress: bool = False, bottom: bool = False,
 ) -> SeedProfile:
-    """Score, rank and summarise one seed's calibration windows."""
+    """Score, rank and summarise one seed's calibration windows (and rank the bottom-k when asked)."""
     import time
 
     timings: dict[str, float] = {}
@@ -120,10 +121,12 @@ def profile_seed(
     timings["score"] = time.perf_counter() - t
     t = time.perf_counter()
     selection = top_k(result.scores, k, mode)
+    least = top_k(result.scores, k, mode, largest=False) if bottom else None
     timings["rank"] = time.perf_counter() - t
     t = time.perf_counter()
     scored = {n: lm.params[n] for n in result.scores}
     stats = score_statistics(result.scores, scored)
     stats["topk"] = topk_distribution(selection, scored)
     timings["statistics"] = time.perf_counter() - t
-    return SeedProfile(seed=seed, windows=windows, result=result, selection=selection, stats=stats, timings=timings)
+    return SeedProfile(seed=seed, windows=windows, result=result, selection=selection, stats=stats,
+                       bottom=least, timings=timings)

@@ -1,0 +1,154 @@
+"""Cost of each sensitivity metric on the bundled SmolLM2-135M, relative to the passes it is built from.
+
+Time: every task runs in this process, interleaved round by round (one warm-up round, then the median of
+`--repeats` rounds), so slow drift in machine load hits all tasks alike. Ratios compare each metric with
+the plain pass over the same tokens at the same batch size (grad_squared also with batch 1, the batch
+it really runs at; hutchinson_diag with one probe against one gradient).
+
+Peak memory: a child process (glibc told to mmap every allocation >= 64 KiB, so freed tensors leave the
+resident set at once) resets the kernel's RSS high-water mark (`/proc/self/clear_refs` = 5) before each
+task and reads `VmHWM` after it; the figure is that peak minus the resident size before the task,
+relative to the model's parameter bytes. It includes the tensors a metric returns.
+
+    .venv/bin/python benchmarks/bench_metrics.py [--windows 4 --seq-len 128 --batch-size 4 --repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from esa.data import load_corpus, make_windows
+from esa.evaluation.nll import next_token_nll
+from esa.metrics import ScoringContext, get_metric
+from esa.models import LoadedModel, load_model
+
+MODEL = "smollm2-135m"
+TASKS = ("forward", "fwd+bwd", "fwd+bwd@1", "grad_x_weight", "grad_squared", "act_mag", "hutchinson_diag")
+# (metric task, baseline task, target ratio)
+RATIOS = (
+    ("grad_x_weight", "fwd+bwd", 1.10),
+    ("grad_squared", "fwd+bwd@1", 1.25),
+    ("grad_squared", "fwd+bwd", 1.25),
+    ("hutchinson_diag", "fwd+bwd", 3.5),
+    ("act_mag", "forward", None),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", type=int, default=4)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    lm = load_model(MODEL)
+    tasks = make_tasks(lm, args)
+    if args.memory_child:
+        print(json.dumps({name: peak_rss_bytes(task) for name, task in tasks.items()}))
+        return
+
+    print(f"{MODEL}: {lm.n_params / 1e6:.1f}M params, {args.windows} windows x {args.seq_len} tokens, "
+          f"batch {args.batch_size}, {args.threads} threads, torch {torch.__version__}")
+    times: dict[str, list[float]] = {name: [] for name in tasks}
+    for round_ in range(1 + args.repeats):
+        for name, task in tasks.items():
+            start = time.perf_counter()
+            task()
+            if round_ > 0:
+                times[name].append(time.perf_counter() - start)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    peaks = memory_in_child(args)
+    model_bytes = sum(p.numel() * p.element_size() for p in lm.model.parameters())
+
+    print(f"\n{'task':<18}{'median s':>10}{'peak extra RSS':>16}{'x model':>9}")
+    for name in tasks:
+        peak = peaks.get(name)
+        mem = f"{peak / 2**20:>12.0f} MiB{peak / model_bytes:>9.2f}" if peak is not None else f"{'n/a':>16}"
+        print(f"{name:<18}{median[name]:>10.2f}{mem}")
+    print(f"(model parameters: {model_bytes / 2**20:.0f} MiB)\n")
+    for metric, base, target in RATIOS:
+        goal = f"  (target <= {target:.2f}x)" if target else ""
+        per = " per probe" if metric == "hutchinson_diag" else ""
+        print(f"{metric}{per} / {base}: {median[metric] / median[base]:.2f}x{goal}")
+
+
+def make_tasks(lm: LoadedModel, args: argparse.Namespace) -> dict[str, Callable[[], object]]:
+    """Each task is one full pass over the same calibration windows."""
+    corpus = load_corpus("builtin", lm.tokenizer)
+    windows = make_windows(corpus, args.seq_len, args.windows, 1, seed=0)  # only calibration windows are used
+    model = lm.model
+
+    def context(batch_size: int) -> ScoringContext:
+        return ScoringContext(
+            model=model, params=lm.params, batches=lambda: windows.batches("calib", batch_size),
+            n_windows=len(windows.calib_offsets), n_tokens=windows.n_predicted_tokens("calib"), probes=1,
+        )
+
+    def forward() -> None:
+        with torch.no_grad():
+            for ids in windows.batches("calib", args.batch_size):
+                next_token_nll(model, ids)
+
+    def forward_backward(batch_size: int) -> Callable[[], None]:
+        def run() -> None:
+            n_tokens = windows.n_predicted_tokens("calib")
+            for ids in windows.batches("calib", batch_size):
+                nll, _ = next_token_nll(model, ids)
+                (nll.sum() / n_tokens).backward()
+            model.zero_grad(set_to_none=True)
+
+        return run
+
+    ctx = context(args.batch_size)
+    return {
+        "forward": forward,
+        "fwd+bwd": forward_backward(args.batch_size),
+        "fwd+bwd@1": forward_backward(1),
+        **{name: (lambda m=get_metric(name): m(ctx)) for name in TASKS[3:]},
+    }
+
+
+def peak_rss_bytes(task: Callable[[], object]) -> int:
+    """Resident-set growth at the peak of `task` (the kernel's high-water mark, reset just before)."""
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kib("VmRSS")
+    task()
+    return (_status_kib("VmHWM") - before) * 1024
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def memory_in_child(args: argparse.Namespace) -> dict[str, int]:
+    """Run every task once in a fresh process whose allocator returns freed memory to the OS at once."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    argv = [sys.executable, __file__, "--memory-child", "--windows", str(args.windows), "--seq-len",
+            str(args.seq_len), "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    try:
+        out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+    except (subprocess.CalledProcessError, OSError, ValueError) as err:  # e.g. /proc/self/clear_refs not writable
+        print(f"peak memory not measured: {err}", file=sys.stderr)
+        return {}
+
+
+if __name__ == "__main__":
+    main()
