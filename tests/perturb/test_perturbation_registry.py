@@ -19,7 +19,8 @@ def test_registry_lists_the_built_ins():
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(EsaError, match="unknown perturbation 'flip'; choose one of: sign_flip, zero, gauss_noise, bit_flip"):
+    valid = "sign_flip, zero, gauss_noise, bit_flip"
+    with pytest.raises(EsaError, match=f"unknown perturbation 'flip'; choose one of: {valid}"):
         get_perturbation("flip")
 
 

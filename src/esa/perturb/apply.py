@@ -96,28 +96,12 @@ def apply_perturbation(
     for name, raw in index_sets(selection).items():
         tensor = _tensor(tensors, name)
         opts = pert.options(tensor.dtype, **params)
-        if options is None:
-            options = opts
+        options = opts if options is None else options
         index = unique_flat_index(name, raw, tensor.numel()).to(tensor.device)
-        if index.numel() == 0:
-            continue
-        original = _read_bits(tensor, index)
-        values, details = pert.compute(original.clone().view(tensor.dtype), generator, tensor, opts)
-        if values.dtype != tensor.dtype or values.shape != index.shape:
-            raise EsaError(
-                f"perturbation {pert.name!r} returned {values.dtype} {tuple(values.shape)} values for {name}, "
-                f"expected {tensor.dtype} {tuple(index.shape)}"
-            )
-        bits = values.to(tensor.device).view(original.dtype)
-        changes[name] = ParamChange(
-            n_selected=index.numel(),
-            n_changed=int((bits != original).sum()),
-            n_nan=int(values.isnan().sum()),
-            n_inf=int(values.isinf().sum()),
-            details=details,
-        )
-        saved.append(_Saved(name, tensor, index, original, tensor_checksum(tensor)))
-        new_bits.append(bits)
+        if index.numel():
+            entry, bits, changes[name] = _prepare(pert, name, tensor, index, generator, opts)
+            saved.append(entry)
+            new_bits.append(bits)
     if options is None:  # nothing selected: still reject bad options
         options = pert.options(torch.float32, **params)
     info = PerturbationInfo(
@@ -136,6 +120,29 @@ def apply_perturbation(
         yield info
     finally:
         _restore(written, pert.name)
+
+
+def _prepare(
+    pert: Perturbation, name: str, tensor: torch.Tensor, index: torch.Tensor, generator: torch.Generator,
+    opts: dict[str, Any],
+) -> tuple[_Saved, torch.Tensor, ParamChange]:
+    """Everything needed to perturb and restore one tensor, computed before anything is written."""
+    original = _read_bits(tensor, index)
+    values, details = pert.compute(original.clone().view(tensor.dtype), generator, tensor, opts)
+    if values.dtype != tensor.dtype or values.shape != index.shape:
+        raise EsaError(
+            f"perturbation {pert.name!r} returned {values.dtype} {tuple(values.shape)} values for {name}, "
+            f"expected {tensor.dtype} {tuple(index.shape)}"
+        )
+    bits = values.to(tensor.device).view(original.dtype)
+    change = ParamChange(
+        n_selected=index.numel(),
+        n_changed=int((bits != original).sum()),
+        n_nan=int(values.isnan().sum()),
+        n_inf=int(values.isinf().sum()),
+        details=details,
+    )
+    return _Saved(name, tensor, index, original, tensor_checksum(tensor)), bits, change
 
 
 def _named_tensors(source: torch.nn.Module | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:

@@ -42,7 +42,9 @@ class BitFlip(Perturbation):
     def check(self, opts: dict[str, Any], dtype: torch.dtype) -> None:
         int_view_dtype(dtype)
         if (opts["prob"] is None) == (opts["bit"] is None):
-            raise EsaError("bit_flip needs exactly one of prob (flip each bit with probability p) or bit (flip that bit)")
+            raise EsaError(
+                "bit_flip needs exactly one of prob (flip each bit with probability p) or bit (flip that bit)"
+            )
         if opts["prob"] is not None:
             opts["prob"] = float(opts["prob"])
             if not 0.0 <= opts["prob"] <= 1.0:

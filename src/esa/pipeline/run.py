@@ -73,7 +73,7 @@ def run_command(cfg: RunConfig) -> str:
         stats: dict[str, Any] = {
             "metric": cfg.metric,
             "mode": cfg.mode,
-            "topk": cfg.topk,
+            "k": cfg.topk,
             "notes": profiles[0].result.notes,
             **profiles[0].stats,
             "by_seed": {str(p.seed): p.stats for p in profiles[1:]},

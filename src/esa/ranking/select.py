@@ -21,7 +21,7 @@ import torch
 from esa.errors import EsaError
 
 CHUNK = 1 << 22  # elements per comparison pass: a 4 MiB bool buffer
-SAMPLE = 1 << 16  # strided sample that seeds the threshold search
+SAMPLE = 1 << 16  # most elements in the strided sample that seeds the threshold search
 
 Compare = Callable[..., torch.Tensor]
 
@@ -113,7 +113,7 @@ def best_of_tensor(
 
     # Bisect over bit patterns: `admit` lets >= k elements through (worse than cap), `reject` < k.
     admit, reject = (float_bits(lo), float_bits(hi) + 1) if order.largest else (float_bits(hi), float_bits(lo) - 1)
-    sample = x[::max(1, n // SAMPLE)]
+    sample = x[::n // min(SAMPLE, max(n >> 6, 1024))]
     sample = sample[order.arrange(sample)]
     rank: int | None = min(sample.numel() - 1, 2 * k * sample.numel() // n + 8)
     while abs(reject - admit) > 1:

@@ -47,18 +47,18 @@ def measure_peak_memory(fn: Callable[[], object], device: str | torch.device = "
 def folded_backward(
     model: nn.Module, batches: Iterable[torch.Tensor], keep_gradients: bool = False
 ) -> dict[str, torch.Tensor]:
-    """Sum of |gradient ⊙ weight| over `batches` in float32: a grad_x_weight-like pass to measure.
+    """Float32 sums of the gradients of the mean next-token loss of each batch: a grad_x_weight-like pass.
 
     Folding (the default): a post-accumulate-grad hook adds each gradient into its float32 accumulator
     and frees it the moment autograd finishes it, so one gradient at most lives beside the accumulators.
-    `keep_gradients=True` is the naive way the folding replaces: every `.grad` stays until the backward
-    ends, then all are added at once (one extra model-sized gradient copy at the peak).
+    `keep_gradients=True` is the naive way folding replaces: every `.grad` stays until the backward ends,
+    then all are added at once (one extra model-sized gradient copy at the peak).
     """
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     acc = {n: torch.zeros(p.shape, dtype=torch.float32, device=p.device) for n, p in params.items()}
 
     def fold(name: str, param: torch.Tensor) -> None:
-        acc[name].add_(param.grad.to(torch.float32).mul_(param.detach()).abs_())
+        acc[name].add_(param.grad.to(torch.float32))
         param.grad = None
 
     handles = [] if keep_gradients else [

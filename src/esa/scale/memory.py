@@ -208,11 +208,12 @@ def device_memory(m: ModelFacts, st: Settings) -> list[DeviceMemory]:
         logprobs = predicted * m.vocab * 4  # float32 log-softmax output (and each float32 logits-sized copy)
         head = (final_norm_bytes(m, b, tokens) + logprobs) * cost.activation_factor if on_head else 0.0
         dev.activations = saved + head
+        saved_blocks = saved + head - logprobs * cost.activation_factor if on_head else saved  # loss done
         tied_buffer = embed_numel * b if m.tied and dev.index == 0 else 0.0
         if n_layers:
             working = tokens * b * (3 * f_eff + 4 * m.hidden)
             dev.phases["backward_blocks"] = (
-                saved + head + tied_buffer + recompute + largest_block[dev.index] * (b + fold) + working
+                saved_blocks + tied_buffer + recompute + largest_block[dev.index] * (b + fold) + working
             )
         if on_head:
             logits = tokens * m.vocab * b

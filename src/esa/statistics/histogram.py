@@ -2,9 +2,10 @@
 
 Bucket = the top 16 bits of the float32 (its bfloat16 truncation): `x.view(int32) >> 16`. For
 x >= 0 bucket order is value order; each bucket spans [2^e, 2^e (1 + 2^-7)) at most, so any value
-read off a bucket is within a relative 2^-7 (0.78%) of the truth. Bucket 0 also holds subnormals
-(< 9.2e-41) with zero: absolute error there < 9.2e-41. One bincount for counts and one, weighted by
-the float64 values, for per-bucket sums: ~2.5 ns per value on one CPU core, O(1) memory per tensor.
+read off a bucket is within a relative 2^-7 (0.78%) of the truth. Below the smallest normal float
+(1.2e-38) buckets are 9.2e-41 wide, so errors there are absolute, < 9.2e-41; bucket 0 holds the
+zeros. One bincount for counts and one, weighted by the float64 values, for per-bucket sums: a few
+ns per value on one CPU core, O(chunk) scratch memory per tensor.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ RESOLUTION = {
     "max_over_median": "relative error < 2^-7 (from the median)",
     "top_share": "sum of the ceil(fraction * count) largest scores over the total; the boundary bucket "
                  "contributes its mean per value taken, so relative error < 2^-7 (a lower bound)",
-    "gini": "values inside a bucket treated as spread over its width: |true - gini| <= gini_max_error",
+    "gini": "from bucket counts and sums, bounded by how values can spread inside a bucket: "
+            "|true - gini| <= gini_max_error",
 }
 
 
@@ -151,16 +153,21 @@ def _order_stats(s: Summary, qs: list[float]) -> list[float]:
 
 
 def _gini(s: Summary, total: float) -> tuple[float | None, float | None]:
-    """Sample Gini 2*sum(i x_(i))/(n S) - (n+1)/n, with bucket values set equal (a lower bound)
-    shifted by half the bound's width; the width is 2/(nS) sum (hi_b - lo_b) c_b^2/4."""
+    """Sample Gini 2*sum(i x_(i))/(n S) - (n+1)/n over ascending x.
+
+    Setting each bucket's values equal to their mean gives a lower bound; the truth exceeds it by
+    at most 2/(nS) * sum_b width_b * floor(c_b^2/4) (width_b: the bucket's span clipped to the
+    exact [min, max]). We report the middle of that interval and its half-width.
+    """
     if total <= 0:
         return None, None
     n = s.count
     c = s.hist_count.astype(np.float64)
     below = np.cumsum(c) - c
-    lower = 2.0 * float(np.dot(s.hist_sum, below + (c + 1) / 2)) / (n * total) - (n + 1) / n
-    width = 2.0 * float(np.dot(np.diff(EDGES), c * c / 4)) / (n * total)
-    return lower + width / 2, width / 2
+    lower = 2.0 * float((s.hist_sum * (below + (c + 1) / 2)).sum()) / (n * total) - (n + 1) / n
+    width = np.clip(EDGES[1:], s.min, s.max) - np.clip(EDGES[:-1], s.min, s.max)
+    spread = 2.0 * float((width * np.floor(c * c / 4)).sum()) / (n * total)
+    return lower + spread / 2, spread / 2
 
 
 def _top_shares(s: Summary, total: float) -> dict[str, float | None]:
