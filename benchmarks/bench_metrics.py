@@ -57,6 +57,8 @@ def main() -> None:
     lm = load_model(MODEL)
     tasks = make_tasks(lm, args)
     if args.memory_child:
+        for p in lm.model.parameters():  # page in weights the loader may have memory-mapped
+            p.detach().sum()
         print(json.dumps({name: peak_rss_bytes(task) for name, task in tasks.items()}))
         return
 

@@ -5,7 +5,7 @@ and statistics stream over it, so peak memory should stay near one tensor (the 2
 never the 32 GiB the whole set would take. SmolLM2-135M (134,515,008 scores, 272 tensors) is held in
 memory like a real run and timed per operation. Scores are Pareto(alpha=2) - 1: heavy-tailed, >= 0.
 
-    PYTHONPATH=src python benchmarks/bench_ranking.py [--skip-llama] [--seed 0]
+    PYTHONPATH=src python benchmarks/bench_ranking.py [--skip-llama] [--seed 0] [--threads N]
 """
 
 from __future__ import annotations
@@ -24,17 +24,20 @@ from esa.statistics import score_statistics
 
 def decoder_params(vocab: int, hidden: int, kv: int, ffn: int, layers: int, tied: bool) -> dict[str, ParamInfo]:
     """ParamInfo for a Llama-style decoder, in named_parameters() order."""
+    def linear(name: str, rows: int, cols: int, layer: int, component: str, role: str) -> ParamInfo:
+        return ParamInfo(name, (rows, cols), layer, component, role, linear=True, in_features=cols)
+
     out = [ParamInfo("model.embed_tokens.weight", (vocab, hidden), None, "embedding")]
     for i in range(layers):
         p = f"model.layers.{i}."
         out += [
-            ParamInfo(p + "self_attn.q_proj.weight", (hidden, hidden), i, "attention", "q", linear=True, in_features=hidden),
-            ParamInfo(p + "self_attn.k_proj.weight", (kv, hidden), i, "attention", "k", linear=True, in_features=hidden),
-            ParamInfo(p + "self_attn.v_proj.weight", (kv, hidden), i, "attention", "v", linear=True, in_features=hidden),
-            ParamInfo(p + "self_attn.o_proj.weight", (hidden, hidden), i, "attention", "o", linear=True, in_features=hidden),
-            ParamInfo(p + "mlp.gate_proj.weight", (ffn, hidden), i, "mlp", "gate", linear=True, in_features=hidden),
-            ParamInfo(p + "mlp.up_proj.weight", (ffn, hidden), i, "mlp", "up", linear=True, in_features=hidden),
-            ParamInfo(p + "mlp.down_proj.weight", (hidden, ffn), i, "mlp", "down", linear=True, in_features=ffn),
+            linear(p + "self_attn.q_proj.weight", hidden, hidden, i, "attention", "q"),
+            linear(p + "self_attn.k_proj.weight", kv, hidden, i, "attention", "k"),
+            linear(p + "self_attn.v_proj.weight", kv, hidden, i, "attention", "v"),
+            linear(p + "self_attn.o_proj.weight", hidden, hidden, i, "attention", "o"),
+            linear(p + "mlp.gate_proj.weight", ffn, hidden, i, "mlp", "gate"),
+            linear(p + "mlp.up_proj.weight", ffn, hidden, i, "mlp", "up"),
+            linear(p + "mlp.down_proj.weight", hidden, ffn, i, "mlp", "down"),
             ParamInfo(p + "input_layernorm.weight", (hidden,), i, "norm", "input_norm"),
             ParamInfo(p + "post_attention_layernorm.weight", (hidden,), i, "norm", "post_attention_norm"),
         ]
@@ -72,7 +75,9 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def streamed(label: str, params: dict[str, ParamInfo], seed: int, work: Callable[[Mapping[str, torch.Tensor]], object]) -> None:
+def streamed(
+    label: str, params: dict[str, ParamInfo], seed: int, work: Callable[[Mapping[str, torch.Tensor]], object],
+) -> None:
     scores = SyntheticScores(params, seed)
     t, c = time.perf_counter(), time.process_time()
     work(scores)
@@ -97,7 +102,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-llama", action="store_true", help="only the SmolLM2-sized set")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     smol = decoder_params(49152, 576, 192, 1536, 30, tied=True)

@@ -109,3 +109,13 @@ def test_draws_are_reproducible_and_do_not_touch_the_input():
 def test_invalid_options(dtype, params, message):
     with pytest.raises(EsaError, match=message):
         bit_flip.new_values(torch.ones(2, dtype=dtype), torch.Generator(), **params)
+
+
+def test_definitions():
+    def text(**params):
+        return bit_flip.definition(bit_flip.options(torch.float32, **params))
+
+    assert text(bit="sign") == "flip the sign bit of the stored value"
+    assert text(bit="exponent_msb") == "flip the most significant exponent bit of the stored value"
+    assert text(bit="7") == text(bit=7) == "flip bit 7 of the stored value (0 = least significant)"
+    assert text(prob=0.01) == "flip each bit of the stored value independently with probability 0.01"

@@ -76,16 +76,18 @@ def find_output_projections(lm: LoadedModel) -> list[OutputProjection]:
         owner = lm.model.get_submodule(module_path)
         if info.expert_axis is not None and len(info.shape) == 3:
             if info.expert_axis != 0:
-                raise EsaError(f"{name} indexes experts along axis {info.expert_axis}; ESA reads fused experts on axis 0 only")
+                raise EsaError(
+                    f"{name} indexes experts along axis {info.expert_axis}; ESA reads fused experts on axis 0 only"
+                )
             transposed = bool(getattr(owner, "is_transposed", False))
             found += [
                 OutputProjection(name, module_path, info.layer, e, fused=True, transposed=transposed)
                 for e in range(info.shape[0])
             ]
         elif info.linear:
-            found.append(
-                OutputProjection(name, module_path, info.layer, info.expert, fused=False, transposed=isinstance(owner, Conv1D))
-            )
+            found.append(OutputProjection(
+                name, module_path, info.layer, info.expert, fused=False, transposed=isinstance(owner, Conv1D)
+            ))
     if not found:
         raise EsaError(
             f"found no MLP output projection in {lm.model_id}: ESA identifies them by module structure "

@@ -13,8 +13,9 @@ and the weight carries that spike into one output channel. The detector:
 3. zeroes the candidate with the largest output ratio, keeps it zeroed, and repeats until no candidate
    is left or `max_iter` candidates are found; then restores every weight bit for bit;
 4. validates each candidate alone on the evaluation windows: perplexity with only that weight zeroed,
-   against zeroing one weight at least as large in the same projections (the paper's control: large
-   weights that are not super weights) and one random weight of those projections.
+   against `n_controls` draws that each zero one weight at least as large in the same projections (the
+   paper's control: large weights that are not super weights) and `n_controls` draws that each zero one
+   random weight of those projections (shared by all candidates).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import torch
 from tqdm import tqdm
@@ -36,6 +37,7 @@ from esa.errors import EsaError
 from esa.evaluation.perplexity import evaluate
 from esa.models.loader import input_device
 from esa.models.types import LoadedModel
+from esa.perturb import apply_perturbation
 
 DEFAULT_PROMPTS: tuple[str, ...] = (
     "Apple Inc. is a worldwide tech company.",  # the prompt of Yu et al. 2024
@@ -149,7 +151,7 @@ def detect_superweights(
     series: list[dict[str, Any]] = []
     stopped = f"max_iter ({max_iter}) candidates found"
     bar = tqdm(total=max_iter, desc="super weights: activation passes", disable=not progress)
-    with ExitStack() as zeroed, bar:
+    with ExitStack() as stack, bar:
         for iteration in range(max_iter):
             seen = activation_pass(lm.model, projections, sequences())
             bar.update()
@@ -171,7 +173,7 @@ def detect_superweights(
                 "zeroed": f"{best.projection.param}[{_fmt(best.index)}]",
                 "output_ratio": best.output_ratio,
             })
-            zeroed.enter_context(zeroed_weights(named, {best.projection.param: [best.flat_index]}))
+            stack.enter_context(zeroed(lm.model, best.projection.param, best.flat_index))
     detection_s = time.perf_counter() - start
 
     rows = [_candidate_row(c, t) for c, t in zip(candidates, tokens)]
@@ -179,7 +181,9 @@ def detect_superweights(
     notes: list[str] = []
     if windows is not None and windows.eval_offsets:
         params = list(dict.fromkeys(p.param for p in projections))
-        baseline = _validate(lm, windows, candidates, rows, named, params, n_controls, seed, batch_size, progress, notes)
+        baseline = _validate(
+            lm, windows, candidates, rows, named, params, n_controls, seed, batch_size, progress, notes
+        )
     else:
         notes.append("no evaluation windows: candidates were not validated")
         for row in rows:
@@ -214,7 +218,9 @@ def detect_superweights(
     )
 
 
-def rank_under_metrics(result: SuperweightResult, scores_by_metric: dict[str, dict[str, torch.Tensor]]) -> dict[str, Any]:
+def rank_under_metrics(
+    result: SuperweightResult, scores_by_metric: dict[str, dict[str, torch.Tensor]]
+) -> dict[str, Any]:
     """Where each candidate ranks under each metric: 1 + the number of scored weights with a strictly larger score."""
     rows = []
     for cand in result.candidates:
@@ -229,30 +235,20 @@ def rank_under_metrics(result: SuperweightResult, scores_by_metric: dict[str, di
             rank = 1 + larger
             ranks[metric] = {"rank": rank, "score": float(score), "n_scored": n, "top_percent": 100.0 * rank / n}
         rows.append({"param": cand["param"], "index": cand["index"], "verdict": cand["verdict"], "ranks": ranks})
-    return {"rule": "rank = 1 + number of scored weights (all tensors) with a strictly larger score", "candidates": rows}
+    rule = "rank = 1 + number of scored weights (all tensors) with a strictly larger score"
+    return {"rule": rule, "candidates": rows}
 
 
-@contextmanager
-def zeroed_weights(named: dict[str, torch.nn.Parameter], entries: dict[str, list[int]]) -> Iterator[None]:
-    """Zero the given flat indices of the named parameters; put the saved values back on exit."""
-    saved = []
-    with torch.no_grad():
-        for name, flat in entries.items():
-            view = named[name].data.view(-1)
-            index = torch.tensor(flat, dtype=torch.long, device=view.device)
-            saved.append((view, index, view[index].clone()))
-            view[index] = 0
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for view, index, values in reversed(saved):
-                view[index] = values
+def zeroed(model: torch.nn.Module, param: str, flat_index: int) -> ContextManager[Any]:
+    """One weight set to 0 for a with-block; esa.perturb restores its exact bits on exit."""
+    return apply_perturbation(model, {param: torch.tensor([flat_index])}, "zero", torch.Generator())
 
 
 def _check_options(threshold: float, max_iter: int, n_controls: int, batch_size: int) -> None:
     if not (math.isfinite(threshold) and threshold > 0):
-        raise EsaError(f"the super-weight threshold must be a number > 0 (a multiple of the median activation), got {threshold}")
+        raise EsaError(
+            f"the super-weight threshold must be a number > 0 (a multiple of the median activation), got {threshold}"
+        )
     if max_iter < 1:
         raise EsaError(f"max_iter must be at least 1, got {max_iter}")
     if n_controls < 0:
@@ -318,12 +314,12 @@ def _spike_tokens(cand: Candidate, seen: ActivationPass, threshold: float, token
     hits = stream[(channel == cand.in_channel) & (peak >= threshold * cand.input_median)]
     ids = Counter(seen.token_ids[hits].tolist())
     positions = Counter(seen.positions[hits].tolist())
-    top = sorted(ids.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TOKENS]
+
     return {
         "spike_token": _token(tokenizer, int(seen.token_ids[cand.token]), position=int(seen.positions[cand.token])),
         "n_spiking_tokens": int(hits.numel()),
-        "spike_tokens": [{**_token(tokenizer, t), "count": n} for t, n in top],
-        "spike_positions": [{"position": p, "count": n} for p, n in sorted(positions.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TOKENS]],
+        "spike_tokens": [{**_token(tokenizer, t), "count": n} for t, n in _most_common(ids)],
+        "spike_positions": [{"position": p, "count": n} for p, n in _most_common(positions)],
     }
 
 
@@ -365,13 +361,15 @@ def _validate(
     excluded = {(c.projection.param, c.flat_index) for c in candidates}
     generator = torch.Generator().manual_seed(seed)
     random_draws = _random_draws(named, params, n_controls, excluded, generator)
-    magnitude_draws = [_magnitude_draws(named, params, abs(c.value), n_controls, excluded, generator) for c in candidates]
+    magnitude_draws = [
+        _magnitude_draws(named, params, abs(c.value), n_controls, excluded, generator) for c in candidates
+    ]
     total = len(random_draws) + sum(1 + len(d) for d in magnitude_draws)
     with tqdm(total=total, desc="super weights: validation", disable=not progress) as bar:
 
         def ppl(param: str, flat: int) -> float:
             bar.update()
-            return _ppl_zeroed(lm, windows, named, param, flat, batch_size)
+            return _ppl_zeroed(lm, windows, param, flat, batch_size)
 
         random_rows = [_control_row(lm, named, p, f, ppl(p, f)) for p, f in random_draws]
         for cand, row, draws in zip(candidates, rows, magnitude_draws):
@@ -390,53 +388,66 @@ def _random_draws(
     generator: torch.Generator,
 ) -> list[tuple[str, int]]:
     """`n` distinct weights drawn uniformly from the projections, candidates excluded."""
-    sizes = torch.tensor([named[p].numel() for p in params])
-    ends = sizes.cumsum(0)
-    draws: list[tuple[str, int]] = []
-    while len(draws) < min(n, int(ends[-1]) - len(excluded)):
-        g = int(torch.randint(int(ends[-1]), (1,), generator=generator))
-        i = int(torch.searchsorted(ends, torch.tensor(g), right=True))
-        draw = (params[i], g - int(ends[i] - sizes[i]))
-        if draw not in excluded and draw not in draws:
-            draws.append(draw)
-    return draws
+    sizes = [named[p].numel() for p in params]
+    return _draw_distinct(params, sizes, n, excluded, len(excluded), generator, lambda p, k: k)
 
 
 def _magnitude_draws(
     named: dict[str, torch.nn.Parameter], params: list[str], magnitude: float, n: int,
     excluded: set[tuple[str, int]], generator: torch.Generator,
 ) -> list[tuple[str, int]]:
-    """Up to `n` distinct non-candidate weights of the projections with |w| >= `magnitude`."""
-    pool = [
-        (p, f) for p in params
-        for f in (named[p].detach().reshape(-1).abs() >= magnitude).nonzero().squeeze(1).tolist()
-        if (p, f) not in excluded
-    ]
-    picked = torch.randperm(len(pool), generator=generator)[:n].tolist()
-    return [pool[i] for i in sorted(picked)]
+    """Up to `n` distinct non-candidate weights of the projections with |w| >= `magnitude`, uniformly."""
+
+    def large(p: str) -> torch.Tensor:
+        return named[p].detach().reshape(-1).abs() >= magnitude
+
+    sizes = [int(large(p).sum()) for p in params]
+    inside = sum(1 for p, f in excluded if p in named and bool(large(p)[f]))
+    return _draw_distinct(params, sizes, n, excluded, inside, generator, lambda p, k: int(large(p).nonzero()[k]))
 
 
-def _ppl_zeroed(
-    lm: LoadedModel, windows: WindowSet, named: dict[str, torch.nn.Parameter], param: str, flat: int, batch_size: int
-) -> float:
+def _draw_distinct(
+    params: list[str], sizes: list[int], n: int, excluded: set[tuple[str, int]], n_excluded: int,
+    generator: torch.Generator, locate: Callable[[str, int], int],
+) -> list[tuple[str, int]]:
+    """min(n, available) distinct (param, flat index) draws, uniform over the `sizes[i]` slots of each param
+    (slot k of param p is flat index locate(p, k)); `n_excluded` of the slots are in `excluded` and skipped.
+
+    Rejection sampling: nothing the size of the pool is ever materialised, so a pool of billions is fine.
+    """
+    ends = torch.tensor(sizes).cumsum(0)
+    total = int(ends[-1]) if sizes else 0
+    draws: list[tuple[str, int]] = []
+    while len(draws) < min(n, total - n_excluded):
+        g = int(torch.randint(total, (1,), generator=generator))
+        i = int(torch.searchsorted(ends, torch.tensor(g), right=True))
+        draw = (params[i], locate(params[i], g - int(ends[i]) + sizes[i]))
+        if draw not in excluded and draw not in draws:
+            draws.append(draw)
+    return draws
+
+
+def _ppl_zeroed(lm: LoadedModel, windows: WindowSet, param: str, flat: int, batch_size: int) -> float:
     """Evaluation perplexity with one weight zeroed (inf when the loss stops being finite)."""
-    with zeroed_weights(named, {param: [flat]}):
+    with zeroed(lm.model, param, flat):
         try:
             return evaluate(lm.model, windows, "eval", batch_size).ppl
         except EsaError:  # the baseline evaluated fine, so only a non-finite loss gets here
             return math.inf
 
 
-def _control_row(lm: LoadedModel, named: dict[str, torch.nn.Parameter], param: str, flat: int, ppl: float) -> dict[str, Any]:
+def _control_row(
+    lm: LoadedModel, named: dict[str, torch.nn.Parameter], param: str, flat: int, ppl: float
+) -> dict[str, Any]:
     index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), lm.params[param].shape))
     return {"param": param, "index": _fmt(index), "value": float(named[param].detach().reshape(-1)[flat]), "ppl": ppl}
 
 
 def _judge(
-    baseline: float, zeroed: float, magnitude: list[dict[str, Any]], random: list[dict[str, Any]]
+    baseline: float, ppl_zeroed: float, magnitude: list[dict[str, Any]], random: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Perplexity figures and the verdict of one candidate (see VERDICT_RULE)."""
-    delta = zeroed - baseline
+    delta = ppl_zeroed - baseline
     controls = [c["ppl"] - baseline for c in magnitude + random]
     worst = max([0.0, *controls])
     hurts = delta >= VERDICT_MIN_INCREASE * baseline and delta >= VERDICT_FACTOR * worst
@@ -451,7 +462,7 @@ def _judge(
     rnd_mean, rnd_ratio = summary(random)
     return {
         "ppl_baseline": baseline,
-        "ppl_zeroed": zeroed,
+        "ppl_zeroed": ppl_zeroed,
         "delta_ppl": delta,
         "magnitude_controls": magnitude,
         "magnitude_control_ppl_mean": mag_mean,
@@ -489,7 +500,9 @@ def _candidate_row(cand: Candidate, tokens: dict[str, Any]) -> dict[str, Any]:
 
 
 def _token(tokenizer: Any, token_id: int, position: int | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": token_id, "token": tokenizer.convert_ids_to_tokens(token_id), "text": tokenizer.decode([token_id])}
+    out: dict[str, Any] = {
+        "id": token_id, "token": tokenizer.convert_ids_to_tokens(token_id), "text": tokenizer.decode([token_id])
+    }
     if position is not None:
         out["position"] = position
     return out
@@ -498,9 +511,16 @@ def _token(tokenizer: Any, token_id: int, position: int | None = None) -> dict[s
 def _eval_protocol(windows: WindowSet | None) -> dict[str, Any] | None:
     if windows is None:
         return None
-    return {"split": "eval", "seq_len": windows.seq_len, "n_windows": len(windows.eval_offsets), "bos_id": windows.bos_id,
-            "n_predicted_tokens": windows.n_predicted_tokens("eval")}
+    return {
+        "split": "eval", "seq_len": windows.seq_len, "n_windows": len(windows.eval_offsets),
+        "bos_id": windows.bos_id, "n_predicted_tokens": windows.n_predicted_tokens("eval"),
+    }
 
+
+
+def _most_common(counts: Counter) -> list[tuple[int, int]]:
+    """The TOP_TOKENS most frequent keys, ties by key."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TOKENS]
 
 
 def _fmt(index: tuple[int, ...]) -> str:

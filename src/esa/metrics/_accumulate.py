@@ -18,21 +18,23 @@ from esa.errors import EsaError
 from esa.evaluation.nll import next_token_nll
 from esa.metrics.base import ScoringContext
 
-Fold = Callable[[torch.Tensor, torch.Tensor], object]  # (float32 accumulator, fresh float32 gradient), in place
+# (accumulator or None on a parameter's first gradient, fresh float32 gradient) -> accumulator.
+# The gradient tensor is the fold's to keep or overwrite: autograd hands it over and the hook drops `.grad`.
+Fold = Callable[[torch.Tensor | None, torch.Tensor], torch.Tensor]
 
 ACCUMULATE_ON = ("param", "cpu")
 
 
-def add(acc: torch.Tensor, grad: torch.Tensor) -> None:
-    """The fold for sums of gradients (gradient of a mean loss over the whole calibration set)."""
-    acc.add_(grad)
+def add(acc: torch.Tensor | None, grad: torch.Tensor) -> torch.Tensor:
+    """The fold for sums of gradients (the gradient of a mean loss over the whole calibration set)."""
+    return grad if acc is None else acc.add_(grad)
 
 
 def add_square(scale: float) -> Fold:
     """The fold for means of squared gradients: acc += grad² · scale."""
 
-    def fold(acc: torch.Tensor, grad: torch.Tensor) -> None:
-        acc.addcmul_(grad, grad, value=scale)
+    def fold(acc: torch.Tensor | None, grad: torch.Tensor) -> torch.Tensor:
+        return grad.square_().mul_(scale) if acc is None else acc.addcmul_(grad, grad, value=scale)
 
     return fold
 
@@ -111,26 +113,34 @@ def scoring_session(ctx: ScoringContext, *, grad: bool) -> Iterator[dict[str, nn
 def folded_gradients(
     params: dict[str, nn.Parameter], fold: Fold, accumulate_on: str
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Yield float32 accumulators that every backward pass folds its fresh gradients into.
+    """Yield a dict that every backward pass folds the scored parameters' fresh gradients into (float32).
 
-    A post-accumulate-grad hook on each parameter folds `param.grad` (upcast to float32) into the
-    accumulator and frees it at once, so at most one parameter's gradient exists beside the
-    accumulators at any time. Hooks are removed on exit, even on exceptions.
+    A post-accumulate-grad hook on each parameter folds `param.grad` into the parameter's accumulator and
+    drops `.grad` at once, so at most one parameter's gradient exists beside the accumulators at any
+    time. A parameter's first gradient becomes its accumulator (no zero-filled buffers, no extra pass).
+    Parameters that never got a gradient have no entry (see `filled`). Hooks are removed on exit, even on
+    exceptions.
     """
-    acc = zeros_like_float(params, accumulate_on)
+    acc: dict[str, torch.Tensor] = {}
     handles = []
     try:
         for name, param in params.items():
-            handles.append(param.register_post_accumulate_grad_hook(_folding_hook(acc[name], fold)))
+            device = accumulator_device(param, accumulate_on)
+            handles.append(param.register_post_accumulate_grad_hook(_folding_hook(acc, name, device, fold)))
         yield acc
     finally:
         for handle in handles:
             handle.remove()
 
 
-def _folding_hook(acc: torch.Tensor, fold: Fold) -> Callable[[torch.Tensor], None]:
+def filled(acc: dict[str, torch.Tensor], params: dict[str, nn.Parameter], accumulate_on: str) -> dict[str, torch.Tensor]:
+    """`acc` with zeros for the parameters backward never reached (unused in the forward pass)."""
+    return {**zeros_like_float({n: p for n, p in params.items() if n not in acc}, accumulate_on), **acc}
+
+
+def _folding_hook(acc: dict, name: str, device: torch.device, fold: Fold) -> Callable[[torch.Tensor], None]:
     def hook(param: torch.Tensor) -> None:
-        fold(acc, param.grad.to(acc.device, torch.float32))
+        acc[name] = fold(acc.get(name), param.grad.to(device, torch.float32))
         param.grad = None
 
     return hook

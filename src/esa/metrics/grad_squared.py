@@ -11,7 +11,7 @@ but hold batch-size copies of the gradients, which this tool avoids.
 from __future__ import annotations
 
 from esa.metrics._accumulate import (
-    add_square, calibration, check_finite, folded_gradients, loss_share, progress, scoring_session, with_aliases,
+    add_square, calibration, check_finite, filled, folded_gradients, loss_share, progress, scoring_session, with_aliases,
 )
 from esa.metrics.base import MetricResult, ScoringContext
 
@@ -27,5 +27,6 @@ class GradSquared:
                 for ids in calibration(ctx, bar):
                     for window in ids.split(1):
                         loss_share(ctx.model, window, window.shape[1] - 1).backward()
+        fisher = filled(fisher, params, ctx.accumulate_on)
         check_finite(fisher)
         return MetricResult(scores=with_aliases(ctx, fisher))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from esa.metrics._accumulate import (
-    add, calibration, check_finite, folded_gradients, loss_share, progress, scoring_session, with_aliases,
+    add, calibration, check_finite, filled, folded_gradients, loss_share, progress, scoring_session, with_aliases,
 )
 from esa.metrics.base import MetricResult, ScoringContext
 
@@ -24,6 +24,7 @@ class GradXWeight:
             with progress(ctx, self.name) as bar:
                 for ids in calibration(ctx, bar):
                     loss_share(ctx.model, ids, ctx.n_tokens).backward()
+        g_mean = filled(g_mean, params, ctx.accumulate_on)
         check_finite(g_mean)
         signed = {n: g.mul_(params[n].detach().to(g.device, torch.float32)) for n, g in g_mean.items()}
         return MetricResult(

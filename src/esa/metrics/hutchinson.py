@@ -11,7 +11,7 @@ Welford's update: extras "signed" is the mean estimate, "stderr" its standard er
 Cost per probe: one forward, one backward that keeps its graph, and one double backward over every
 calibration window, each a few times one plain gradient. Memory: the first-order gradients with their
 graph (several times a plain backward's activations) plus four parameter-sized buffers (z in the model
-dtype; Hz, mean and M2 in float32).
+dtype, reused across probes; Hz, mean and M2 in float32).
 Fused attention kernels (flash, memory-efficient, CPU flash) have no double backward, so attention runs
 on PyTorch's math kernel here.
 """
@@ -50,17 +50,17 @@ class HutchinsonDiag:
             progress(ctx, self.name, passes=ctx.probes) as bar,
         ):
             mean, m2 = zeros_like_float(params, ctx.accumulate_on), zeros_like_float(params, ctx.accumulate_on)
+            z = {n: torch.empty_like(p, memory_format=torch.contiguous_format) for n, p in params.items()}
             for k, seed in enumerate(probe_seeds, start=1):
-                z = _rademacher(params, seed)
+                _draw_rademacher(z, seed)
                 for ids in calibration(ctx, bar):
                     _hvp(ctx.model, ids, ctx.n_tokens, params, z)
-                for name, estimate in hz.items():  # estimate = z ⊙ Hz, then Welford's update
-                    estimate.mul_(z[name].to(estimate.device))
+                for name in params:  # estimate = z ⊙ Hz (zero where backward never reached), then Welford's update
+                    estimate = hz.pop(name, None)
+                    estimate = torch.zeros_like(mean[name]) if estimate is None else estimate.mul_(z[name].to(estimate.device))
                     delta = estimate - mean[name]
                     mean[name].add_(delta, alpha=1.0 / k)
                     m2[name].addcmul_(delta, estimate.sub_(mean[name]))
-                    estimate.zero_()
-                del z
         check_finite(mean, "Hessian estimates")
         notes = []
         if ctx.probes == 1:
@@ -85,16 +85,20 @@ def _hvp(model: nn.Module, ids: torch.Tensor, n_tokens: int, params: dict[str, n
         torch.autograd.backward(gs, grad_tensors=zs, inputs=ps)
 
 
-def _rademacher(params: dict[str, nn.Parameter], seed: int) -> dict[str, torch.Tensor]:
-    """A probe: ±1 entries shaped and typed like each parameter, drawn from `seed` (one generator per device)."""
+def _draw_rademacher(z: dict[str, torch.Tensor], seed: int) -> None:
+    """Refill each probe tensor with ±1 from `seed` (one generator per device, parameters in a fixed order).
+
+    Signs come from random bytes, eight per draw: CPU generators are serial, and one draw per sign
+    would cost as much as several passes over the model.
+    """
     generators: dict[torch.device, torch.Generator] = {}
-    z = {}
-    for name, p in params.items():
-        gen = generators.get(p.device)
+    for t in z.values():
+        gen = generators.get(t.device)
         if gen is None:
-            gen = generators[p.device] = torch.Generator(p.device).manual_seed(seed)
-        z[name] = torch.randint(0, 2, p.shape, generator=gen, device=p.device, dtype=p.dtype).mul_(2).sub_(1)
-    return z
+            gen = generators[t.device] = torch.Generator(t.device).manual_seed(seed)
+        random_bytes = torch.empty((t.numel() + 7) // 8, dtype=torch.uint8, device=t.device).random_(generator=gen)
+        bits = (random_bytes.unsqueeze(-1) >> torch.arange(8, dtype=torch.uint8, device=t.device)).bitwise_and_(1)
+        t.copy_(bits.reshape(-1)[: t.numel()].view(t.shape)).mul_(2).sub_(1)
 
 
 def _check_attention(model: nn.Module) -> None:

@@ -4,15 +4,15 @@
         evaluate(model)          # sees the perturbed weights; must not modify the touched tensors
 
 Before anything is written, every new value is computed and validated (a bad option leaves the model
-untouched), the original stored bits at the selected indices are saved (O(k) memory, never a copy of
-a tensor or the model) and each touched tensor gets a checksum (esa.perturb.checksum). New and
+untouched), the original stored bits at the selected indices are saved (O(k) memory held, never a
+copy of the model) and each touched tensor gets a checksum (esa.perturb.checksum). New and
 original values are written through integer views of the stored bits, so NaN payloads, infinities
 and -0.0 go in and come back exactly. On exit, even by an exception, the original bits are written
 back and every checksum recomputed: a mismatch raises RuntimeError, since the model in memory is no
 longer the model that was loaded (a bug, or a with-block that wrote to the weights).
 
-Random draws use `generator` in selection order (one parameter after another, in the selection's
-order); see esa.perturb.seeding for one generator per (seed, condition, trial).
+Random draws come from `generator`, one parameter after another in the selection's order; see
+esa.perturb.seeding for one generator per (seed, condition, trial).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from esa.perturb.base import Perturbation, bit_value, bit_width, int_view_dtype
 
 # Named positions, as offsets from the top bit: every IEEE format stores sign, then exponent.
 NAMED_BITS = {"sign": 1, "exponent_msb": 2}
+_PHRASES = {"sign": "the sign bit", "exponent_msb": "the most significant exponent bit"}
 
 
 def bit_position(bit: int | str, dtype: torch.dtype) -> int:
@@ -49,12 +50,14 @@ class BitFlip(Perturbation):
             opts["prob"] = float(opts["prob"])
             if not 0.0 <= opts["prob"] <= 1.0:
                 raise EsaError(f"bit_flip prob must be in [0, 1], got {opts['prob']}")
-        else:
-            bit_position(opts["bit"], dtype)
+        elif opts["bit"] not in NAMED_BITS:
+            opts["bit"] = bit_position(opts["bit"], dtype)
 
     def definition(self, opts: dict[str, Any]) -> str:
         if opts["prob"] is not None:
             return f"flip each bit of the stored value independently with probability {opts['prob']:g}"
+        if opts["bit"] in NAMED_BITS:
+            return f"flip {_PHRASES[opts['bit']]} of the stored value"
         return f"flip bit {opts['bit']} of the stored value (0 = least significant)"
 
     def compute(

@@ -77,18 +77,11 @@ def random_matched_magnitude(
         excluded = chosen if exclude_target else chosen[:0]
         _check_room(name, chosen.numel(), weight.numel() - excluded.numel(), exclude_target)
         bin_of = magnitude_bins(weight, magnitude_edges(weight, bins))
-        device = bin_of.device
-        need = torch.bincount(bin_of[chosen.to(device)], minlength=bins).cpu()
-        excluded_bins = bin_of[excluded.to(device)]
-        room = torch.bincount(bin_of, minlength=bins).cpu() - torch.bincount(excluded_bins, minlength=bins).cpu()
-        take = _allocate(name, need.tolist(), room.tolist(), on_shortage)
-        picks = []
-        for b, k in enumerate(take):
-            if k:
-                pool = (bin_of == b).nonzero().squeeze(1)  # sorted flat indices of bin b
-                skip = torch.searchsorted(pool, excluded.to(device)[excluded_bins == b]).cpu()
-                picks.append(pool[_draw(pool.numel(), k, skip, generator).to(device)].cpu())
-        controls[name] = torch.cat(picks).sort().values if picks else chosen[:0]
+        excluded = excluded.to(bin_of.device)
+        need = _histogram(bin_of[chosen.to(bin_of.device)], bins)
+        room = [a - b for a, b in zip(_histogram(bin_of, bins), _histogram(bin_of[excluded], bins))]
+        take = _allocate(name, need, room, on_shortage)
+        controls[name] = _draw_from_bins(bin_of, take, excluded, generator)
     return controls
 
 
@@ -138,6 +131,24 @@ def _allocate(name: str, need: list[int], room: list[int], on_shortage: str) -> 
             "(the target fills its own)", name, moved, sum(need)
         )
     return take
+
+
+def _draw_from_bins(
+    bin_of: torch.Tensor, take: list[int], excluded: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """take[b] random flat indices from each bin b, none in `excluded`; sorted, on the CPU."""
+    excluded_bins = bin_of[excluded]
+    picks = [excluded.new_empty(0).cpu()]
+    for b, k in enumerate(take):
+        if k:
+            pool = (bin_of == b).nonzero().squeeze(1)  # the flat indices in bin b, ascending
+            skip = torch.searchsorted(pool, excluded[excluded_bins == b]).cpu()
+            picks.append(pool[_draw(pool.numel(), k, skip, generator).to(pool.device)].cpu())
+    return torch.cat(picks).sort().values
+
+
+def _histogram(bin_numbers: torch.Tensor, bins: int) -> list[int]:
+    return torch.bincount(bin_numbers, minlength=bins).tolist()
 
 
 def _check_room(name: str, k: int, room: int, exclude_target: bool) -> None:

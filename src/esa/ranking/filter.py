@@ -8,7 +8,9 @@ from typing import Iterable
 from esa.errors import EsaError
 
 
-def filter_params(names: Iterable[str], include: list[str] | None = None, exclude: list[str] | None = None) -> list[str]:
+def filter_params(
+    names: Iterable[str], include: list[str] | None = None, exclude: list[str] | None = None,
+) -> list[str]:
     """Names (in their given order) matching any `include` regex, minus those matching any `exclude`.
 
     Regexes use re.search, so 'mlp' matches 'model.layers.0.mlp.up_proj.weight'; no include keeps all.
@@ -19,7 +21,8 @@ def filter_params(names: Iterable[str], include: list[str] | None = None, exclud
     inc, exc = _compile(include, "--include"), _compile(exclude, "--exclude")
     kept = [n for n in names if not inc or any(p.search(n) for p in inc)]
     if not kept:
-        raise EsaError(f"--include {_show(include)} matches no parameter; parameter names look like {_example(names)!r}")
+        raise EsaError(
+            f"--include {_show(include)} matches no parameter; parameter names look like {_example(names)!r}")
     kept = [n for n in kept if not any(p.search(n) for p in exc)]
     if not kept:
         raise EsaError(f"--exclude {_show(exclude)} removes every selected parameter; nothing is left to score")

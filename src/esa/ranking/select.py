@@ -1,10 +1,11 @@
 """Exact top-k of ONE score tensor, without torch.topk over the whole tensor.
 
 torch.topk on CPU copies every element into a (value, index) pair (16 bytes each, 8 GiB for a
-Llama-3-8B embedding) and selects single-threaded. Scores are finite and >= 0, so the float32 bit
-pattern orders like the value: we bisect a threshold t over the bit patterns, starting from a
-strided sample's guess, until k <= #{x >= t} <= cap, and sort only those candidates. Each probe is
-one comparison pass in fixed chunks, so extra memory is O(chunk + cap) whatever the tensor size.
+Llama-3-8B embedding) and selects single-threaded. Instead we find a threshold t with
+k <= #{x >= t} <= cap and sort only those candidates: first a guess from a strided sample (one
+comparison pass, nearly always enough), else the exact k-th value by radix select (scores are
+finite and >= 0, so float32 bit patterns order like the values; two histogram passes). Every pass
+works in fixed chunks, so extra memory is O(chunk + cap) whatever the tensor size.
 
 Selection order (the tie rule everywhere in ESA): better score first (higher for top-k, lower for
 bottom-k), then lower flat index. Across tensors, ties go to the tensor earlier in model order.
@@ -45,12 +46,8 @@ def check_scores(name: str, scores: torch.Tensor) -> tuple[torch.Tensor, float, 
     return x, lo, hi
 
 
-def float_bits(v: float) -> int:
-    """Bit pattern of a non-negative float32 as an int (-0.0 maps to 0)."""
-    return struct.unpack("<i", struct.pack("<f", v + 0.0))[0]
-
-
 def bits_float(b: int) -> float:
+    """The float32 whose bit pattern is the int `b`."""
     return struct.unpack("<f", struct.pack("<i", b))[0]
 
 
@@ -92,14 +89,48 @@ def _first_k(x: torch.Tensor, idx: torch.Tensor, k: int, order: Order) -> tuple[
     return vals[perm], idx[perm]
 
 
+def kth_best(x: torch.Tensor, k: int, order: Order) -> float:
+    """The exact k-th best value of flat `x`: radix select on the float32 bits, two histogram passes
+    (top 15 bits, then the low 16 bits inside the chosen bucket)."""
+    bits = x.view(torch.int32)
+    top, rank = _pick(_bit_histogram(bits), k, order)
+    low, _ = _pick(_bit_histogram(bits, top), rank, order)
+    return bits_float((top << 16) | low)
+
+
+def _bit_histogram(bits: torch.Tensor, top: int | None = None) -> torch.Tensor:
+    """Counts of the top 15 bits (sign dropped: -0.0 is 0), or of the low 16 bits among elements
+    whose top bits equal `top`."""
+    size = 1 << (15 if top is None else 16)
+    hist = torch.zeros(size, dtype=torch.long, device=bits.device)
+    buf = torch.empty(min(CHUNK, bits.numel()), dtype=torch.int32, device=bits.device)
+    for start in range(0, bits.numel(), CHUNK):
+        chunk = bits[start:start + CHUNK]
+        part = buf[:chunk.numel()]
+        torch.bitwise_right_shift(chunk, 16, out=part).bitwise_and_(0x7FFF)
+        if top is not None:
+            part = chunk[part == top].bitwise_and(0xFFFF)
+        hist += torch.bincount(part, minlength=size)
+    return hist.cpu()
+
+
+def _pick(hist: torch.Tensor, k: int, order: Order) -> tuple[int, int]:
+    """(bin holding the k-th best element, that element's rank inside the bin, from 1)."""
+    counts = hist.flip(0) if order.largest else hist
+    cum = torch.cumsum(counts, 0)
+    i = int(torch.searchsorted(cum, k))
+    rank = k - int(cum[i] - counts[i])
+    return (hist.numel() - 1 - i if order.largest else i), rank
+
+
 def best_of_tensor(
-    x: torch.Tensor, k: int, order: Order, lo: float, hi: float, bar: float | None = None,
+    x: torch.Tensor, k: int, order: Order, bar: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k best elements of flat `x` (values, flat indices) in selection order, on x's device.
 
-    `lo`/`hi` are x's min/max (from check_scores). `bar`, when given, is a value the result must
-    strictly beat (the running k-th best of earlier tensors in a global ranking): elements that do
-    not are never wanted, which usually makes one cheap pass enough. Returns fewer than k then.
+    `bar`, when given, is a value the result must strictly beat (the running k-th best of earlier
+    tensors in a global ranking): elements that do not are never wanted, which usually makes one
+    cheap pass enough. Returns fewer than k then.
     """
     n = x.numel()
     k = min(k, n)
@@ -110,28 +141,20 @@ def best_of_tensor(
             return _first_k(x, idx, k, order)
     if n <= cap:
         return _first_k(x, torch.arange(n, device=x.device), k, order)
-
-    # Bisect over bit patterns: `admit` lets >= k elements through (worse than cap), `reject` < k.
-    admit, reject = (float_bits(lo), float_bits(hi) + 1) if order.largest else (float_bits(hi), float_bits(lo) - 1)
+    # Guess from a strided sample: about 2k + 9n/m elements pass its (2km/n + 8)-th best value.
     sample = x[::n // min(SAMPLE, max(n >> 6, 1024))]
-    sample = sample[order.arrange(sample)]
-    rank: int | None = min(sample.numel() - 1, 2 * k * sample.numel() // n + 8)
-    while abs(reject - admit) > 1:
-        probe = float_bits(float(sample[rank])) if rank is not None else None
-        if probe is None or not min(admit, reject) < probe < max(admit, reject):
-            probe, rank = (admit + reject) // 2, None
-        idx = indices_where(x, order.admits, bits_float(probe), cap + 1)
-        if idx.numel() < k:
-            reject = probe
-            rank = min(rank * 8, sample.numel() - 1) if rank is not None and rank < sample.numel() - 1 else None
-        elif idx.numel() <= cap:
+    rank = min(sample.numel() - 1, 2 * k * sample.numel() // n + 8)
+    guess = float(torch.sort(sample, descending=order.largest).values[rank])
+    idx = indices_where(x, order.admits, guess, cap + 1)
+    if k <= idx.numel() <= cap:
+        return _first_k(x, idx, k, order)
+    t = kth_best(x, k, order)
+    if t != guess:
+        idx = indices_where(x, order.admits, t, cap + 1)
+        if idx.numel() <= cap:
             return _first_k(x, idx, k, order)
-        else:
-            admit = probe
-            rank = rank // 8 if rank else None
-    # `admit` is now exactly the k-th best value, tied more than `cap` times: take the strictly
-    # better elements (fewer than k), then the lowest-index ties.
-    t = bits_float(admit)
+    # The k-th best value is tied more than `cap` times: the strictly better elements (fewer
+    # than k), then the lowest-index ties.
     better = indices_where(x, order.beats, t)
     ties = indices_where(x, torch.eq, t, k - better.numel())
     return _first_k(x, torch.sort(torch.cat([better, ties])).values, k, order)

@@ -61,16 +61,16 @@ def top_k(scores: Mapping[str, torch.Tensor], k: int, mode: str = "per_layer", l
     total = 0
     for pid, (name, tensor) in enumerate(scores.items()):
         names.append(name)
-        x, lo, hi = check_scores(name, tensor)
+        x, _, _ = check_scores(name, tensor)
         if x.numel() == 0:
             continue
         total += x.numel()
         if mode == "per_layer":
-            picks.add(pid, *best_of_tensor(x, k, order, lo, hi))
+            picks.add(pid, *best_of_tensor(x, k, order))
         else:
             held = picks.settle(order, keep=k)[0]
             bar = float(held[-1]) if held.numel() == k else None
-            picks.add(pid, *best_of_tensor(x, k, order, lo, hi, bar))
+            picks.add(pid, *best_of_tensor(x, k, order, bar))
     if not names:
         raise EsaError("no scores to rank: the metric scored no parameter")
     if mode == "global" and k > total:

@@ -4,8 +4,8 @@ Notation: b bytes per model element (4 fp32, 2 bf16/fp16), B windows per backwar
 T = B·s tokens, T' = B·(s-1) predicted tokens, h hidden, f MLP width (per expert), a heads, q = a·head_dim,
 kv = kv_heads·head_dim, V vocabulary, E experts, k experts per token.
 
-Activations saved for backward, per token and decoder layer (counted from what autograd keeps in HF's
-implementations, checked against saved-tensor hooks on tiny models of each family, tests/scale):
+Activations saved for backward, per token and decoder layer (what autograd keeps in HF's implementations;
+tests/scale checks them with saved-tensor hooks on tiny models of each family):
   norms   rms: 2·(4h + 2bh + 4)   (float32 upcast, normalised copy, weighted output, 1/rms)
           parallel_ln (GPT-NeoX): 3bh + 16
   attention (sdpa: flash / memory-efficient kernels, no s² term; 4a bytes of logsumexp)
@@ -13,19 +13,19 @@ implementations, checked against saved-tensor hooks on tiny models of each famil
           eager / math kernel: + 2b·(q - kv) for K/V repeated to every head, + a·s·(4 + b) for the softmax
           probabilities (float32, plus their model-dtype copy when b < 4), and no logsumexp
   mlp     gated: 4bf;  plain: 2bf;  moe: k·b·(2h + 4f) + 4E + 40k
-The loss head keeps the final norm and the float32 log-softmax of the logits (4·V per predicted token).
+The loss keeps the final norm and the float32 log-softmax of the logits (4V bytes per predicted token).
 
-Peaks are phases, not sums: the largest of
-  forward at the loss      saved + logits (b·T·V, float32 copies when b < 4 or B > 1)
-  backward at the softmax  saved + two float32 T'·V gradients
-  backward at the lm_head  saved + b·T·V logits gradient + the lm_head weight gradient
-  backward in the blocks   saved + the largest block gradient (twice for fused 3-D expert tensors, whose
-                           per-expert slices autograd adds into full-size buffers) + its float32 fold
-                           copy + a working set of b·T·(3f_e + 4h); with tied embeddings the lm_head
-                           gradient waits in autograd's buffer until the embedding's arrives
-  embedding at the end     activations freed; tied: buffer + embedding gradient + their sum (3·b·V·h)
+Peaks are phases, not sums; the dynamic memory is the largest of
+  forward_loss        saved + logits (b·T·V; float32 copies when b < 4 or B > 1)
+  backward_softmax    saved + two float32 T'·V gradients
+  backward_lm_head    saved - log-softmax + b·T·V logits gradient + lm_head weight gradient (+ fold copy)
+  backward_blocks     saved + largest block gradient + its float32 fold copy (b < 4) + b·T·f_e working set
+                      (f_e = k·f for MoE); a tied lm_head's gradient waits in autograd's buffer meanwhile
+  backward_embedding  activations freed; tied: buffer + embedding gradient + their sum (3·b·V·h)
+  results             activations freed; the float32 score/extra buffers the metric returns
 "Saved" is every layer's activations, or with checkpointing each layer's input (b·h per token) plus one
-recomputed layer.
+recomputed layer. A no-grad forward (act_mag, perturbation evaluation) keeps one layer's working set,
+b·T·(max(3f_e, 4q) + 2h), then the loss's logits.
 """
 
 from __future__ import annotations
@@ -47,28 +47,27 @@ class MetricCost:
     backward: bool
     accumulators: int  # float32 parameter-sized buffers during the pass
     results: int  # float32 parameter-sized buffers when it returns (scores + extras)
-    full_copies: int = 0  # model-dtype parameter-sized buffers alive during the pass
+    passes: int  # forward-equivalents of compute per window (per probe when per_probe)
+    gradient_copies: int = 0  # model-dtype parameter-sized buffers alive during the pass
     activation_factor: float = 1.0  # saved activations relative to one plain backward
-    math_attention: bool = False  # forced onto the s²-memory kernel
+    math_attention: bool = False  # runs attention on the s²-memory math kernel
     micro_batch: int | None = None  # windows per backward, whatever the batch size
     linear_only: bool = False  # scores only weights that multiply an activation
-    passes: int = 0  # forward-equivalents of compute per window (per probe for hutchinson)
     per_probe: bool = False
 
 
-# hutchinson_diag: first-order gradients kept with their graph (create_graph) plus the probe z are
-# model-dtype copies; Hz, mean and M2 are float32; the graph of the first backward roughly doubles the
-# saved activations (measured ~2.4x on tiny Llama, tests/scale); fused kernels lack double backward, so
-# attention runs on the math kernel. Compute per probe and window: forward (1) + backward (2) +
-# double backward (~4, twice a backward).
+# hutchinson_diag keeps the first-order gradients with their graph (create_graph) and the probe z as
+# model-dtype copies, Hz, mean and M2 in float32; the recorded graph triples the saved activations
+# (measured 2.8-3.0x on tiny Llamas, tests/scale); fused attention kernels lack double backward, so it
+# runs the math kernel. Compute per probe and window: forward 1 + backward 2 + double backward ~4.
 METRIC_COSTS: dict[str, MetricCost] = {
-    "magnitude": MetricCost(data=False, backward=False, accumulators=1, results=1),
-    "act_mag": MetricCost(data=True, backward=False, accumulators=0, results=1, linear_only=True, passes=1),
+    "magnitude": MetricCost(data=False, backward=False, accumulators=1, results=1, passes=0),
+    "act_mag": MetricCost(data=True, backward=False, accumulators=0, results=1, passes=1, linear_only=True),
     "grad_x_weight": MetricCost(data=True, backward=True, accumulators=1, results=2, passes=3),
-    "grad_squared": MetricCost(data=True, backward=True, accumulators=1, results=1, micro_batch=1, passes=3),
+    "grad_squared": MetricCost(data=True, backward=True, accumulators=1, results=1, passes=3, micro_batch=1),
     "hutchinson_diag": MetricCost(
-        data=True, backward=True, accumulators=3, results=4, full_copies=2, activation_factor=2.5,
-        math_attention=True, passes=7, per_probe=True,
+        data=True, backward=True, accumulators=3, results=4, passes=7, gradient_copies=2,
+        activation_factor=3.0, math_attention=True, per_probe=True,
     ),
 }
 
@@ -93,38 +92,48 @@ class Settings:
             raise EsaError(f"accumulate_on must be param (or device) or cpu, not {self.accumulate_on!r}")
         if self.attention not in ATTENTION:
             raise EsaError(f"unknown attention {self.attention!r}: use one of {', '.join(ATTENTION)}")
-        if min(self.seq_len, self.batch_size, self.n_gpus) < 1 or self.seq_len < 2:
-            raise EsaError("seq_len must be >= 2 and batch_size, n_gpus >= 1")
+        if self.seq_len < 2 or self.batch_size < 1 or self.n_gpus < 1:
+            raise EsaError("seq_len must be >= 2, batch_size and n_gpus >= 1")
 
     @property
     def cost(self) -> MetricCost:
         return METRIC_COSTS[self.metric]
 
 
+@dataclass(frozen=True)
+class Phase:
+    """Dynamic bytes at one moment: saved activations, full gradient copies, and everything transient."""
+
+    saved: float = 0.0
+    copies: float = 0.0
+    transient: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.saved + self.copies + self.transient
+
+
 @dataclass
 class DeviceMemory:
-    """Bytes on one device; `phases` are the dynamic candidates whose largest sets `dynamic`."""
+    """Bytes on one device: static weights and accumulators plus the largest of its dynamic phases."""
 
     index: int
     layers: tuple[int, int]  # [first, last) decoder layers placed here
     weights: float = 0.0
     accumulators: float = 0.0
-    gradient_copies: float = 0.0  # full model-dtype copies (hutchinson) on top of the accumulators
-    activations: float = 0.0  # saved for backward at the peak
-    phases: dict[str, float] = field(default_factory=dict)
+    phases: dict[str, Phase] = field(default_factory=dict)
 
     @property
-    def dynamic(self) -> float:
-        return max(self.phases.values(), default=0.0)
+    def peak_phase(self) -> str:
+        return max(self.phases, key=lambda name: self.phases[name].total)
 
     @property
-    def transient(self) -> float:
-        """The part of the peak phase that is not saved activations (logits, gradients, working sets)."""
-        return max(0.0, self.dynamic - self.activations)
+    def dynamic(self) -> Phase:
+        return self.phases[self.peak_phase]
 
     @property
     def allocated(self) -> float:
-        return self.weights + self.accumulators + self.gradient_copies + self.dynamic
+        return self.weights + self.accumulators + self.dynamic.total
 
 
 def layer_split(n_layers: int, n_devices: int) -> list[tuple[int, int]]:
@@ -152,92 +161,101 @@ def layer_activation_bytes(m: ModelFacts, b: int, tokens: int, seq_len: int, mat
 
 
 def final_norm_bytes(m: ModelFacts, b: int, tokens: int) -> float:
-    """The final norm's saved tensors plus token ids and targets (the loss's float32 log-probabilities aside)."""
+    """The final norm's saved tensors plus token ids and targets (the float32 log-probabilities aside)."""
     h = m.hidden
     norm = 4 * h + 2 * b * h + 4 if m.style.norm == "rms" else 2 * b * h + 8
     return tokens * (norm + 16)
 
 
-def device_memory(m: ModelFacts, st: Settings) -> list[DeviceMemory]:
-    """Per-device bytes of one scoring pass: weights, accumulators, and the phase that peaks."""
+def device_memory(m: ModelFacts, st: Settings, forward_only: bool = False) -> list[DeviceMemory]:
+    """Per-device bytes of one scoring pass (or, with `forward_only`, of a no-grad evaluation forward)."""
     cost = st.cost
     b = DTYPE_BYTES[st.dtype]
-    batch = cost.micro_batch or st.batch_size
-    tokens, predicted = batch * st.seq_len, batch * (st.seq_len - 1)
-    math_attention = cost.math_attention or st.attention == "eager"
     splits = layer_split(m.layers, st.n_gpus)
     head_device = 0 if m.tied else st.n_gpus - 1  # a tied lm_head stays with the embedding
     devices = [DeviceMemory(i, r) for i, r in enumerate(splits)]
-
-    def device_of(layer: int | None, component: str) -> int:
-        if layer is not None:
-            return next(i for i, (lo, hi) in enumerate(splits) if lo <= layer < hi)
-        return head_device if component in ("lm_head", "norm") else 0
-
-    largest_block = [0.0] * st.n_gpus  # bytes of the largest gradient (with its fused-autograd multiple)
-    embed_numel = m.vocab * m.hidden
+    scored, largest_block, largest_scored = [0] * st.n_gpus, [0] * st.n_gpus, [0] * st.n_gpus
     for info in m.params.values():
-        dev = devices[device_of(info.layer, info.component)]
-        dev.weights += info.numel * b
-        scored = info.linear or not cost.linear_only
-        if scored and st.accumulate_on == "param":
-            dev.accumulators += info.numel * 4 * cost.accumulators
-        if scored:
-            dev.gradient_copies += info.numel * b * cost.full_copies
         if info.layer is not None:
-            multiple = 2 if info.expert_axis is not None else 1
-            largest_block[dev.index] = max(largest_block[dev.index], info.numel * multiple)
-
-    fold = 4 if b < 4 else 0  # float32 copy of a gradient as it is folded (none for fp32 on its own device)
-    layer_saved = layer_activation_bytes(m, b, tokens, st.seq_len, math_attention) * cost.activation_factor
-    f_eff = m.intermediate * (m.experts_per_token if m.style.mlp == "moe" else 1)
-    for dev in devices:
-        n_layers = dev.layers[1] - dev.layers[0]
-        if not cost.data:
-            dev.phases["scores"] = 0.0
-            continue
-        if not cost.backward:
-            _forward_only_phases(dev, m, b, batch, st.seq_len, f_eff, dev.index == head_device)
-            continue
-        if st.checkpointing:
-            saved = n_layers * tokens * m.hidden * b * cost.activation_factor
-            recompute = layer_saved if n_layers else 0.0
+            d = next(i for i, (lo, hi) in enumerate(splits) if lo <= info.layer < hi)
+            largest_block[d] = max(largest_block[d], info.numel)
         else:
-            saved, recompute = n_layers * layer_saved, 0.0
+            d = head_device if info.component in ("lm_head", "norm") else 0
+        devices[d].weights += info.numel * b
+        if not forward_only and (info.linear or not cost.linear_only):
+            scored[d] += info.numel
+            largest_scored[d] = max(largest_scored[d], info.numel)
+
+    batch = cost.micro_batch or st.batch_size
+    for dev in devices:
         on_head = dev.index == head_device
-        logprobs = predicted * m.vocab * 4  # float32 log-softmax output (and each float32 logits-sized copy)
-        head = (final_norm_bytes(m, b, tokens) + logprobs) * cost.activation_factor if on_head else 0.0
-        dev.activations = saved + head
-        saved_blocks = saved + head - logprobs * cost.activation_factor if on_head else saved  # loss done
-        tied_buffer = embed_numel * b if m.tied and dev.index == 0 else 0.0
-        if n_layers:
-            working = tokens * b * (3 * f_eff + 4 * m.hidden)
-            dev.phases["backward_blocks"] = (
-                saved_blocks + tied_buffer + recompute + largest_block[dev.index] * (b + fold) + working
-            )
-        if on_head:
-            logits = tokens * m.vocab * b
-            fwd = logits + (logprobs if batch > 1 else 0) if b == 4 else logprobs
-            dev.phases["forward_loss"] = saved + head + fwd * cost.activation_factor
-            dev.phases["backward_softmax"] = saved + head + 2 * logprobs * cost.activation_factor
-            lm_grad = embed_numel * (b if m.tied else b + fold)
-            dev.phases["backward_lm_head"] = saved + head - logprobs + logits + lm_grad
-        if dev.index == 0:
-            dev.phases["backward_embedding"] = embed_numel * (max(3 * b, b + fold) if m.tied else b + fold)
+        if forward_only or (cost.data and not cost.backward):
+            dev.phases = _forward_only_phases(m, b, st.batch_size, st.seq_len, dev, on_head)
+        elif cost.backward:
+            copies = scored[dev.index] * b * cost.gradient_copies
+            dev.phases = _backward_phases(m, st, b, batch, dev, on_head, largest_block[dev.index], copies)
+        if forward_only:
+            continue
+        if st.accumulate_on == "param":
+            dev.accumulators = scored[dev.index] * 4 * cost.accumulators
+            # the float32 results beyond the accumulators, and one float32 copy of a tensor as it is converted
+            extra = scored[dev.index] * 4 * max(0, cost.results - cost.accumulators)
+            dev.phases["results"] = Phase(transient=extra + (largest_scored[dev.index] * 4 if b < 4 else 0))
+        else:
+            dev.phases["results"] = Phase()
     return devices
 
 
-def _forward_only_phases(
-    dev: DeviceMemory, m: ModelFacts, b: int, batch: int, seq_len: int, f_eff: int, on_head: bool
-) -> None:
+def _backward_phases(
+    m: ModelFacts, st: Settings, b: int, batch: int, dev: DeviceMemory, on_head: bool, largest_block: int,
+    copies: float,
+) -> dict[str, Phase]:
+    """The forward+backward phases on one device (see the module docstring); `copies` live throughout."""
+    cost = st.cost
+    factor = cost.activation_factor
+    tokens, predicted = batch * st.seq_len, batch * (st.seq_len - 1)
+    n_layers = dev.layers[1] - dev.layers[0]
+    math_attention = cost.math_attention or st.attention == "eager"
+    layer_saved = layer_activation_bytes(m, b, tokens, st.seq_len, math_attention) * factor
+    if st.checkpointing:
+        saved, recompute = n_layers * tokens * m.hidden * b * factor, (layer_saved if n_layers else 0.0)
+    else:
+        saved, recompute = n_layers * layer_saved, 0.0
+    logprobs = predicted * m.vocab * 4  # the float32 log-softmax output, and each float32 logits-sized copy
+    head_norm = final_norm_bytes(m, b, tokens) * factor if on_head else 0.0
+    fold = 4 if b < 4 else 0  # a bf16/fp16 gradient's float32 copy as it is folded
+    embed = m.vocab * m.hidden
+    f_eff = m.intermediate * (m.experts_per_token if m.style.mlp == "moe" else 1)
+    phases: dict[str, Phase] = {}
+    if n_layers:
+        tied_buffer = embed * b if m.tied and dev.index == 0 else 0.0
+        phases["backward_blocks"] = Phase(
+            saved + head_norm, copies, transient=tied_buffer + recompute + largest_block * (b + fold) + tokens * b * f_eff
+        )
+    if on_head:
+        with_logprobs = saved + head_norm + logprobs * factor
+        logits = tokens * m.vocab * b
+        forward = (logits + (logprobs if batch > 1 else 0)) if b == 4 else logprobs
+        phases["forward_loss"] = Phase(with_logprobs, copies, forward * factor)
+        phases["backward_softmax"] = Phase(with_logprobs, copies, 2 * logprobs * factor)
+        phases["backward_lm_head"] = Phase(saved + head_norm, copies, logits + embed * (b if m.tied else b + fold))
+    if dev.index == 0:
+        phases["backward_embedding"] = Phase(copies=copies, transient=embed * (max(3 * b, b + fold) if m.tied else b + fold))
+    return phases
+
+
+def _forward_only_phases(m: ModelFacts, b: int, batch: int, seq_len: int, dev: DeviceMemory, on_head: bool) -> dict[str, Phase]:
     """No-grad forward (act_mag, perturbation evaluation): one layer's working set, then the loss's logits."""
     tokens, predicted = batch * seq_len, batch * (seq_len - 1)
+    phases = {}
     if dev.layers[1] > dev.layers[0]:
-        dev.phases["forward_blocks"] = tokens * b * (max(3 * f_eff, 4 * m.q_dim) + 2 * m.hidden)
+        f_eff = m.intermediate * (m.experts_per_token if m.style.mlp == "moe" else 1)
+        phases["forward_blocks"] = Phase(transient=tokens * b * (max(3 * f_eff, 4 * m.q_dim) + 2 * m.hidden))
     if on_head:
         logprobs = predicted * m.vocab * 4
         logits = tokens * m.vocab * b + (logprobs if b < 4 or batch > 1 else 0)
-        dev.phases["forward_loss"] = logits + logprobs + tokens * m.hidden * b
+        phases["forward_loss"] = Phase(transient=logits + logprobs + tokens * m.hidden * b)
+    return phases
 
 
 def host_bytes(m: ModelFacts, st: Settings) -> float:
@@ -246,7 +264,7 @@ def host_bytes(m: ModelFacts, st: Settings) -> float:
         return 0.0
     cost = st.cost
     scored = [p.numel for p in m.params.values() if p.linear or not cost.linear_only]
-    return 4 * (sum(scored) * max(cost.accumulators, cost.results) + (max(scored) if cost.backward else 0))
+    return 4 * (sum(scored) * max(cost.accumulators, cost.results) + max(scored))
 
 
 def forward_flops(m: ModelFacts, seq_len: int) -> float:
@@ -270,8 +288,3 @@ def run_flops(m: ModelFacts, st: Settings, n_samples: int, probes: int) -> float
         return 2.0 * m.n_params  # read, abs, write: negligible, reported for completeness
     passes = cost.passes + (1 if cost.backward and st.checkpointing else 0)
     return forward_flops(m, st.seq_len) * n_samples * passes * (probes if cost.per_probe else 1)
-
-
-def gib(n: float) -> float:
-    return round(n / 2**30, 3)
-

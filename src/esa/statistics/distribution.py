@@ -65,7 +65,8 @@ def topk_distribution(selection: WeightSet, params: Mapping[str, ParamInfo]) -> 
             size = sizes.setdefault(key_of(info), [0, 0])
             size[0] += per_param.get(name, 0)
             size[1] += info.numel
-        out[grouping] = {key: _shares(count, numel, len(selection), n_weights) for key, (count, numel) in _ordered(grouping, sizes)}
+        out[grouping] = {
+            key: _shares(count, numel, len(selection), n_weights) for key, (count, numel) in _ordered(grouping, sizes)}
     out["by_param"] = per_param
     return out
 

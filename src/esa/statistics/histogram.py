@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from esa.statistics.significance import ratio
+
 N_BUCKETS = 0x7F80  # buckets of the finite non-negative float32 values (0x7F80 << 16 is +inf)
 EDGES = torch.arange(N_BUCKETS + 1, dtype=torch.int32).bitwise_left_shift(16).view(torch.float32).double().numpy()
 EDGES[-1] = float(torch.finfo(torch.float32).max)  # the top bucket ends at the largest finite float
@@ -112,9 +114,8 @@ def _zeros(x: torch.Tensor, lo: float, s: Summary) -> int:
 
 
 def describe(s: Summary) -> dict[str, object]:
-    """The JSON-ready statistics of one summary (see RESOLUTION for what is exact)."""
-    from esa.statistics.significance import ratio
-
+    """The JSON-ready statistics of one summary (see RESOLUTION for what is exact; std is the
+    population std, ddof=0). Undefined ratios are None, a positive max over a zero median is inf."""
     n, total = s.count, s.total
     mean = total / n
     pct = _order_stats(s, [float(q) for q in PERCENTILES])

@@ -9,7 +9,9 @@ import numpy as np
 from scipy import stats
 
 
-def bootstrap_ci(values: Sequence[float], n_boot: int = 10_000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float], n_boot: int = 10_000, alpha: float = 0.05, seed: int = 0,
+) -> tuple[float, float]:
     """Percentile-bootstrap (1 - alpha) interval of the mean; the same seed gives the same interval."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:

@@ -60,7 +60,9 @@ def spearman_on_union(a: set, b: set, lookup_a: Lookup | Mapping[str, torch.Tens
     return spearman(scores_at(lookup_a, keys), scores_at(lookup_b, keys))
 
 
-def stability_report(topk_sets: Mapping[str, set], lookups: Mapping[str, Lookup | Mapping[str, torch.Tensor]] | None = None) -> dict:
+def stability_report(
+    topk_sets: Mapping[str, set], lookups: Mapping[str, Lookup | Mapping[str, torch.Tensor]] | None = None,
+) -> dict:
     """Jaccard (and, where both runs have a lookup, Spearman on the union) for every pair of runs.
 
     `topk_sets` maps a run label (seed, metric) to its selected keys; `lookups` maps labels to a

@@ -1,0 +1,94 @@
+"""Which figures a run gets, drawing them into run_dir/plots/, and reusing them while still current.
+
+`plots/figures.json` lists the figures drawn and a fingerprint (size, mtime) of the files they were
+drawn from; the report redraws only when a run file changed since, or a figure file is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from matplotlib.figure import Figure
+
+from esa.artifacts import atomic_write_json
+from esa.plots import (
+    plot_dose_response, plot_layer_heatmap, plot_layer_shares, plot_perturbation, plot_rank_score,
+    plot_score_histogram, plot_similarity, plot_superweights, save_figure,
+)
+from esa.reports.rundata import RunData, input_fingerprint
+
+PLOTS_DIR = "plots"
+INDEX = "figures.json"
+FORMATS = ("png", "pdf")
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str
+    caption: str
+    draw: Callable[[RunData, str], Figure | None]
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("score_histogram", "Distribution of scores over all scored weights (log-log, weights per decade "
+               "of score), with percentiles.", lambda r, c: plot_score_histogram(r.stats, c)),
+    FigureSpec("rank_score", "Score against rank (Zipf plot); a straight line on these axes is a power law.",
+               lambda r, c: plot_rank_score(r.stats, r.first_seed_top(), c)),
+    FigureSpec("layer_heatmap", "Share of the total score and top-k counts per layer and component.",
+               lambda r, c: plot_layer_heatmap(r.stats, r.first_seed_top(), c)),
+    FigureSpec("layer_shares", "Per-layer share of the total score and of the top-k, stacked by component.",
+               lambda r, c: plot_layer_shares(r.stats, r.first_seed_top(), c)),
+    FigureSpec("stability", "Overlap of the top-k between seeds (Jaccard) and rank agreement on their union (Spearman).",
+               lambda r, c: plot_similarity((r.stats or {}).get("stability"), c, label_prefix="seed ")),
+    FigureSpec("perturbation", "Perplexity change per condition: target vs random-k and bottom-k controls, "
+               "mean with bootstrap 95% CI, single trials as small symbols.",
+               lambda r, c: plot_perturbation(r.perturbation, c)),
+    FigureSpec("dose_response", "Perplexity change against perturbation strength, with 95% CI bands.",
+               lambda r, c: plot_dose_response(r.perturbation, c)),
+    FigureSpec("superweights", "Largest activations of the MLP down projections per layer, and spike strength "
+               "against the detection threshold.", lambda r, c: plot_superweights(r.superweights, c)),
+)
+CAPTIONS = {spec.name: spec.caption for spec in FIGURES}
+
+
+@dataclass(frozen=True)
+class DrawnFigure:
+    name: str
+    caption: str
+    files: tuple[Path, ...]
+
+    @property
+    def png(self) -> Path | None:
+        return next((f for f in self.files if f.suffix == ".png"), None)
+
+
+def draw_run_figures(run: RunData, formats: tuple[str, ...] = FORMATS) -> list[DrawnFigure]:
+    """Draw every figure that applies to `run` into run/plots/ and record them in plots/figures.json."""
+    out = run.path / PLOTS_DIR
+    context = run.context()
+    drawn = []
+    for spec in FIGURES:
+        fig = spec.draw(run, context)
+        if fig is not None:
+            drawn.append(DrawnFigure(spec.name, spec.caption, tuple(save_figure(fig, out, spec.name, formats))))
+    atomic_write_json(out / INDEX, {
+        "inputs": input_fingerprint(run.path),
+        "figures": [{"name": d.name, "files": [f.name for f in d.files]} for d in drawn],
+    })
+    return drawn
+
+
+def current_figures(run: RunData) -> list[DrawnFigure]:
+    """The run's figures: reused from plots/ when drawn from the run's current files, else redrawn."""
+    out = run.path / PLOTS_DIR
+    try:
+        index = json.loads((out / INDEX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return draw_run_figures(run)
+    figures = [DrawnFigure(f["name"], CAPTIONS.get(f["name"], ""), tuple(out / n for n in f["files"]))
+               for f in index.get("figures", [])]
+    fresh = index.get("inputs") == input_fingerprint(run.path) and all(p.is_file() for d in figures for p in d.files)
+    return figures if fresh else draw_run_figures(run)

@@ -1,0 +1,106 @@
+"""Read what a command saved in a run directory, once, for the figures and the report.
+
+Nothing here recomputes a statistic: every number shown downstream was written by the pipeline.
+Any part may be missing (a run without --perturb, a baseline directory); its field is then None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from esa.artifacts import is_run_dir, read_json
+from esa.errors import EsaError
+
+# The files figures are drawn from; when none changed, saved figures are still current.
+INPUT_FILES = ("config.json", "sensitivity_stats.json", "top_weights.csv", "perturbation_results.json",
+               "superweights.json", "baseline.json")
+
+
+@dataclass
+class RunData:
+    path: Path
+    manifest: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    stats: dict[str, Any] | None = None
+    top: pd.DataFrame | None = None
+    perturbation: dict[str, Any] | None = None
+    superweights: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str:
+        return str(self.model.get("model_id") or (self.config or {}).get("model", {}).get("model") or "unknown model")
+
+    @property
+    def command(self) -> str:
+        return str((self.manifest or {}).get("command", "run"))
+
+    def first_seed_top(self) -> pd.DataFrame | None:
+        """The first seed's selection: what the report's tables and the layer figures describe."""
+        if self.top is None or self.top.empty:
+            return None
+        return self.top[self.top["seed"] == self.top["seed"].iloc[0]]
+
+    def context(self) -> str:
+        """One line naming model, metric and protocol, for figure titles."""
+        cfg = self.config or {}
+        parts = [self.model_id]
+        if self.stats is not None or "metric" in cfg:
+            metric = cfg.get("metric") or (self.stats or {}).get("metric", "?")
+            mode = cfg.get("mode") or (self.stats or {}).get("mode", "")
+            k = cfg.get("topk") or (self.stats or {}).get("k", "")
+            parts.append(f"{metric}, {mode} top-{k}" if mode else str(metric))
+            data = cfg.get("data", {})
+            if data:
+                parts.append(f"{data.get('dataset', '?')} data, {data.get('max_samples', '?')} x "
+                             f"{data.get('seq_len', '?')}-token calibration windows")
+            seeds = cfg.get("seeds") or []
+            if seeds:
+                parts.append(f"seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))}")
+        elif self.baseline is not None:
+            parts.append(f"baseline, {self.baseline.get('preset', '')} preset, seq_len {self.baseline.get('seq_len', '?')}")
+        elif self.superweights is not None:
+            parts.append("super-weight detection")
+        return " · ".join(parts)
+
+
+def load_run(run_dir: Path | str, lm_summary: dict[str, Any] | None = None) -> RunData:
+    """Read every saved part of `run_dir`. Without experiment_manifest.json the directory is not a run,
+    unless `lm_summary` is given: the pipeline draws figures before it writes the manifest."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise EsaError(f"{path} is not a directory; give an ESA run directory (the --out-dir of esa run)")
+    if lm_summary is None and not is_run_dir(path):
+        raise EsaError(f"{path} is not an ESA run directory (no experiment_manifest.json)")
+    run = RunData(path=path)
+    run.manifest = _optional_json(path / "experiment_manifest.json")
+    run.config = _optional_json(path / "config.json")
+    run.stats = _optional_json(path / "sensitivity_stats.json")
+    run.perturbation = _optional_json(path / "perturbation_results.json")
+    run.superweights = _optional_json(path / "superweights.json")
+    run.baseline = _optional_json(path / "baseline.json")
+    csv = path / "top_weights.csv"
+    if csv.is_file():
+        run.top = pd.read_csv(csv, keep_default_na=False, dtype={"index": str, "token": str, "role": str})
+    run.model = dict(lm_summary or (run.manifest or {}).get("model") or {})
+    return run
+
+
+def input_fingerprint(run_dir: Path) -> dict[str, list[int]]:
+    """(size, mtime in ns) of each input file present: cheap, and changes whenever a file is rewritten."""
+    out = {}
+    for name in INPUT_FILES:
+        p = Path(run_dir) / name
+        if p.is_file():
+            st = p.stat()
+            out[name] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _optional_json(path: Path) -> Any:
+    return read_json(path) if path.is_file() else None

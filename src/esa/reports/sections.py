@@ -1,0 +1,461 @@
+"""The report's content: one section per run, built only from what the run saved.
+
+Every conclusion is read off a criterion the pipeline evaluated and saved ("criteria": name, rule,
+value, passed); sentences are conditional on those flags, and a missing part is named with the
+flags that would produce it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+from esa.plots.perturbation import conditions, dose_response
+from esa.plots.values import num
+from esa.reports.document import Block, Bullets, Code, FigureBlock, Heading, Inline, Para, Strong, Table
+from esa.reports.figures import DrawnFigure
+from esa.reports.rundata import RunData
+
+TOP_ROWS = 20
+SET_NAMES = {"target": "target (top-k)", "random_k": "random-k control", "bottom_k": "bottom-k control"}
+
+
+def fmt(x: Any, digits: int = 4) -> str:
+    """A number as the report prints it: ints with separators, floats to `digits` significant digits."""
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    v = num(x)
+    if v is None:
+        return "n/a"
+    return f"{v:.{digits}g}"
+
+
+def pct(x: Any, digits: int = 3) -> str:
+    v = num(x)
+    return "n/a" if v is None else f"{100 * v:.{digits}g}%"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "run"
+
+
+class Section:
+    """Blocks for one run; `figure(name)` places a drawn figure where the text refers to it."""
+
+    def __init__(self, run: RunData, figures: list[DrawnFigure], label: str) -> None:
+        self.run = run
+        self.figures = {f.name: f for f in figures}
+        self.label = label
+        self.key = slug(label)
+        self.blocks: list[Block] = []
+
+    def add(self, *blocks: Block) -> None:
+        self.blocks.extend(blocks)
+
+    def heading(self, text: str) -> None:
+        self.add(Heading(2, text))
+
+    def missing(self, text: str) -> None:
+        self.add(Para([text], kind="note"))
+
+    def figure(self, name: str) -> None:
+        drawn = self.figures.get(name)
+        if drawn is not None and drawn.png is not None:
+            self.add(FigureBlock(drawn.png, drawn.caption))
+
+    def table(self, columns: list[str], rows: list[list[Inline]], caption: str = "", latex: str = "",
+              align: str = "") -> None:
+        if rows:
+            self.add(Table(columns, rows, caption, align, f"tab:{self.key}-{latex}" if latex else ""))
+
+
+def run_blocks(run: RunData, figures: list[DrawnFigure], label: str) -> list[Block]:
+    """Every part of one run's report, in reading order."""
+    s = Section(run, figures, label)
+    s.add(Heading(1, f"Run {label}", anchor=s.key), Para(["Directory: ", Code(str(run.path.resolve()))]))
+    _protocol(s)
+    _baseline(s)
+    if run.command == "run" or run.stats is not None:
+        _distribution(s)
+        _components(s)
+        _top_weights(s)
+        _stability(s)
+        _perturbation(s)
+    _superweights(s)
+    _analyses(s)
+    _notes(s)
+    _timings(s)
+    return s.blocks
+
+
+# ---- protocol and baseline -----------------------------------------------------------------------
+
+def _protocol(s: Section) -> None:
+    run, cfg, man = s.run, s.run.config or {}, s.run.manifest or {}
+    m = run.model
+    rows: list[list[Inline]] = []
+    argv = man.get("argv")
+    if argv:
+        rows.append(["command", Code("esa " + " ".join(shlex.quote(a) for a in argv[1:]))])
+    if m:
+        rows.append(["model", f"{run.model_id} ({m.get('family', '?')}, {fmt(m.get('n_params'))} parameters, "
+                              f"{m.get('n_layers', '?')} layers, source {m.get('source', '?')})"])
+        rows.append(["dtype / device", f"{m.get('dtype', '?')} / {m.get('device', '?')}"])
+    if "metric" in cfg:
+        mode = cfg.get("mode")
+        rows.append(["metric", str(cfg["metric"])])
+        rows.append(["selection", f"{mode} top-{cfg.get('topk')}" + (" (k per tensor)" if mode == "per_layer" else " (k over all weights)")])
+        rows.append(["seeds", ", ".join(map(str, cfg.get("seeds", [])))])
+    data = man.get("data", {})
+    dataset = data.get("dataset") if isinstance(data, dict) else None
+    if isinstance(dataset, dict):
+        rows.append(["dataset", f"{dataset.get('name', '?')}: {dataset.get('origin', '')}, {fmt(dataset.get('n_tokens'))} tokens, "
+                                f"sha256 {str(dataset.get('text_sha256', ''))[:16]}"])
+    windows = next((v for k, v in data.items() if k.lstrip("-").isdigit() and isinstance(v, dict)), None) if isinstance(data, dict) else None
+    if windows:
+        rows.append(["windows", f"seq_len {windows.get('seq_len')}; {windows.get('n_calib_used')} calibration windows per seed "
+                                f"(requested {windows.get('n_calib_requested')}); {windows.get('n_eval_used')} evaluation windows "
+                                f"(requested {windows.get('n_eval_requested')}), disjoint from calibration"])
+        rows.append(["BOS", str(windows.get("bos"))])
+        rows.append(["window rule", str(windows.get("rule", ""))])
+    if run.baseline is not None:
+        b = run.baseline
+        rows.append(["baseline protocol", f"preset {b.get('preset')}, seq_len {b.get('seq_len')}, "
+                                          f"{b.get('n_eval_used')} evaluation windows, batch size {b.get('batch_size')}"])
+    if "data" in cfg and isinstance(cfg["data"], dict):
+        rows.append(["batch size", str(cfg["data"].get("batch_size"))])
+    env = man.get("environment", {})
+    if man:
+        rows.append(["started / finished", f"{man.get('started_at', '?')} / {man.get('finished_at', '?')}"])
+    if env:
+        rows.append(["software", f"esa {env.get('esa')} ({env.get('esa_git_commit') or 'no git commit'}), torch {env.get('torch')}, "
+                                 f"transformers {env.get('transformers')}, python {env.get('python')}"])
+        rows.append(["host", f"{env.get('platform')}, {env.get('cpu_threads')} CPU threads, CUDA {'yes' if env.get('cuda_available') else 'no'}"])
+    s.heading("Protocol")
+    s.table(["item", "value"], rows, "What ran, on which data", latex="protocol", align="lw")
+
+
+def _baseline(s: Section) -> None:
+    run = s.run
+    b = run.baseline
+    pert = (run.perturbation or {}).get("baseline")
+    if b is None and pert is None:
+        return
+    s.heading("Baseline (unmodified model)")
+    if b is not None:
+        fixed, spread = b.get("fixed", {}), b.get("across_seeds") or {}
+        s.add(Para([f"Perplexity {fmt(fixed.get('ppl'))}, next-token accuracy {pct(fixed.get('accuracy'), 4)} on "
+                    f"{fmt(fixed.get('n_tokens'))} predicted tokens ({fixed.get('n_windows')} fixed evaluation windows of "
+                    f"{b.get('seq_len')} tokens, preset {b.get('preset')})."]))
+        if spread.get("n_seeds", 0) > 1:
+            p, a = spread["ppl"], spread["accuracy"]
+            s.add(Para([f"Over {spread['n_seeds']} seeded window draws: PPL {fmt(p.get('mean'))} ± {fmt(p.get('std'))} "
+                        f"(min {fmt(p.get('min'))}, max {fmt(p.get('max'))}); accuracy {pct(a.get('mean'), 4)} ± {pct(a.get('std'))}."]))
+    if pert is not None:
+        s.add(Para([f"Perturbation baseline: perplexity {fmt(pert.get('ppl'))}, accuracy {pct(pert.get('accuracy'), 4)} on "
+                    f"{fmt(pert.get('n_tokens'))} tokens ({pert.get('n_windows')} evaluation windows of this run)."]))
+
+
+# ---- scores ----------------------------------------------------------------------------------------
+
+def _seed_stats(run: RunData) -> list[tuple[str, dict[str, Any]]]:
+    stats = run.stats or {}
+    seeds = [str(x) for x in (run.config or {}).get("seeds", [])] or ["first"]
+    out = [(seeds[0], stats)]
+    out += [(seed, st) for seed, st in stats.get("by_seed", {}).items()]
+    return out
+
+
+def _distribution(s: Section) -> None:
+    s.heading("Headline statistics")
+    stats = s.run.stats
+    if not stats or "global" not in stats:
+        s.missing("No score statistics (sensitivity_stats.json) in this directory: it was not written by `esa run`.")
+        return
+    per_seed = _seed_stats(s.run)
+    g = stats["global"]
+    s.add(Para([f"{fmt(g.get('count'))} weights were scored with {stats.get('metric')}. The largest score is "
+                f"{fmt(g.get('max_over_median'))} times the median and {fmt(g.get('max_over_mean'))} times the mean; "
+                f"the top 0.1% of weights hold {pct(g.get('top_share', {}).get('0.1%'))} of the total score and the "
+                f"top 1% hold {pct(g.get('top_share', {}).get('1%'))} (Gini {fmt(g.get('gini'), 3)}; "
+                f"a uniform spread would give 0.1%, 1% and Gini 0)."]))
+    rows_spec: list[tuple[str, Any]] = [
+        ("weights scored", lambda x: fmt(x.get("count"))),
+        ("exact zeros", lambda x: fmt(x.get("n_zero"))),
+        ("max", lambda x: fmt(x.get("max"))),
+        ("mean", lambda x: fmt(x.get("mean"))),
+        ("median (p50)", lambda x: fmt(x.get("percentiles", {}).get("50"))),
+        *[(f"p{q}", (lambda q: lambda x: fmt(x.get("percentiles", {}).get(q)))(q)) for q in ("90", "99", "99.9", "99.99")],
+        ("max / median", lambda x: fmt(x.get("max_over_median"))),
+        ("max / mean", lambda x: fmt(x.get("max_over_mean"))),
+        ("Gini (± bound)", lambda x: f"{fmt(x.get('gini'), 4)} ± {fmt(x.get('gini_max_error'), 2)}"),
+        *[(f"share held by top {q}", (lambda q: lambda x: pct(x.get("top_share", {}).get(q)))(q))
+          for q in ("0.001%", "0.01%", "0.1%", "1%")],
+    ]
+    rows: list[list[Inline]] = [[name, *(get(st.get("global", {})) for _, st in per_seed)] for name, get in rows_spec]
+    s.table(["statistic", *(f"seed {seed}" for seed, _ in per_seed)], rows,
+            "Score distribution over all scored weights (percentiles and shares from a bfloat16-bucket histogram: "
+            "relative error < 0.8%)", latex="scores")
+    s.figure("score_histogram")
+    s.figure("rank_score")
+
+
+def _components(s: Section) -> None:
+    stats = s.run.stats or {}
+    by_comp, topk = stats.get("by_component", {}), stats.get("topk", {}).get("by_component", {})
+    total = num(stats.get("global", {}).get("sum"))
+    if not by_comp:
+        return
+    s.heading("Where sensitivity sits")
+    rows: list[list[Inline]] = []
+    for comp, st in by_comp.items():
+        t = topk.get(comp, {})
+        rows.append([comp, fmt(st.get("count")), pct((num(st.get("sum")) or 0) / total if total else None),
+                     fmt(st.get("max_over_median")), fmt(st.get("gini"), 3), fmt(t.get("count", 0)), pct(t.get("share")),
+                     fmt(t.get("enrichment"), 3)])
+    s.table(["component", "weights", "share of score", "max / median", "Gini", "selected", "share of top-k",
+             "enrichment"], rows,
+            "By component (first seed). Enrichment = share of the top-k / share of the weights (> 1: over-represented)",
+            latex="components")
+    layers = stats.get("by_layer", {})
+    if layers and total:
+        heaviest = max(layers.items(), key=lambda kv: num(kv[1].get("sum")) or 0.0)
+        where = "outside the decoder blocks" if heaviest[0] == "none" else f"layer {heaviest[0]}"
+        s.add(Para([f"The largest share of the total score, {pct((num(heaviest[1].get('sum')) or 0) / total)}, sits {where}."]))
+    s.figure("layer_heatmap")
+    s.figure("layer_shares")
+
+
+def _top_weights(s: Section) -> None:
+    top = s.run.first_seed_top()
+    if top is None:
+        return
+    s.heading("Top weights")
+    first = top.sort_values("score", ascending=False, kind="stable").head(TOP_ROWS)
+    rows: list[list[Inline]] = []
+    for r in first.itertuples(index=False):
+        layer = "-" if int(r.layer) < 0 else str(r.layer)
+        role = f" ({r.role})" if r.role and r.role != r.component else ""
+        rows.append([str(r.rank), Code(str(r.param)), Code(f"[{r.index}]"), layer, f"{r.component}{role}", fmt(r.score),
+                     fmt(r.weight), Code(repr(r.token)) if r.token else ""])
+    s.table(["rank", "parameter", "index [row, col]", "layer", "component (role)", "score", "weight", "token"], rows,
+            f"The {len(first)} highest-scoring of the {len(top):,} selected weights (seed {top['seed'].iloc[0]}); "
+            "tokens are decoded for embedding / lm_head rows", latex="topweights", align="rllllrrl")
+
+
+def _stability(s: Section) -> None:
+    s.heading("Stability across seeds")
+    st = (s.run.stats or {}).get("stability")
+    if not st:
+        s.missing("No stability check: run with several seeds and --stability-check "
+                  "(e.g. --seeds 1337,123,999 --stability-check).")
+        return
+    pairs = st.get("pairs") or []
+    if not pairs:
+        s.missing(f"No stability pairs: {st.get('note', 'fewer than two seeds')}.")
+        return
+    jac = [num(p.get("jaccard")) for p in pairs]
+    jac_ok = [j for j in jac if j is not None]
+    text = (f"Across {len(st.get('runs', []))} seeds (different calibration windows), the top-k sets overlap with mean "
+            f"Jaccard {fmt(st.get('mean_jaccard'), 3)} (pairs from {fmt(min(jac_ok), 3)} to {fmt(max(jac_ok), 3)}; "
+            "1 = identical sets, 0 = disjoint)")
+    if st.get("mean_spearman") is not None:
+        text += f"; the scores on their union rank alike with mean Spearman {fmt(st.get('mean_spearman'), 3)}"
+    s.add(Para([text + "."]))
+    s.table(["seed A", "seed B", "Jaccard", "shared", "union", "Spearman"],
+            [[str(p["a"]), str(p["b"]), fmt(p.get("jaccard"), 3), fmt(p.get("intersection")), fmt(p.get("union")),
+              fmt(p.get("spearman"), 3)] for p in pairs],
+            "Pairwise overlap of the selected weights", latex="stability")
+    s.figure("stability")
+
+
+# ---- perturbation ---------------------------------------------------------------------------------
+
+def _condition_name(pert: dict[str, Any], entry: dict[str, Any]) -> str:
+    definitions = pert.get("protocol", {}).get("definitions", {})
+    scale = float(entry["scale"])
+    definition = definitions.get(str(scale), definitions.get(f"{scale:g}", f"scale {scale:g}"))
+    return f"{pert.get('protocol', {}).get('perturbation', '?')} ({definition}), k = {entry['k']}"
+
+
+def _perturbation(s: Section) -> None:
+    s.heading("Perturbation validation")
+    pert = s.run.perturbation
+    entries = conditions(pert)
+    if pert is None or not entries:
+        s.missing("No perturbation results: run with --perturb zero (or sign_flip, gauss_noise, bit_flip) to test the "
+                  "selection against random-k and bottom-k controls.")
+        return
+    proto = pert.get("protocol", {})
+    s.add(Bullets([
+        ["perturbation: ", Code(str(proto.get("perturbation"))), "; " + "; ".join(
+            f"scale {k}: {v}" for k, v in proto.get("definitions", {}).items())],
+        [f"selection: {proto.get('mode')} top-k with k in {proto.get('ks')}; controls: {', '.join(proto.get('controls', []))}"],
+        [f"trials: {proto.get('trials')} random-k draws per seed and condition; target and bottom-k: "
+         f"{proto.get('target_trials')} per seed" + (" (magnitude-matched random draws)" if proto.get("match_magnitude") else "")],
+        [f"random-k: {proto.get('random_k', '')}"],
+        [f"evaluation: {proto.get('evaluation', '')}"],
+        [f"p-value: {proto.get('p_value', '')}"],
+    ]))
+    rows: list[list[Inline]] = []
+    for e in entries:
+        for set_name, st in e["sets"].items():
+            d = st.get("delta_ppl", {})
+            ci = d.get("ci95")
+            acc = num(st.get("delta_accuracy", {}).get("mean"))
+            rows.append([_condition_name(pert, e), SET_NAMES.get(set_name, set_name), fmt(d.get("n")), fmt(d.get("mean")),
+                         f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "n/a", fmt(st.get("mean_ppl")),
+                         "n/a" if acc is None else f"{100 * acc:+.3g}", fmt(st.get("n_weights")),
+                         fmt(d.get("n_nonfinite", 0))])
+    s.table(["condition", "set", "trials", "mean ΔPPL", "95% CI", "mean PPL", "Δ accuracy (pp)", "weights", "non-finite"],
+            rows, "Perplexity change per condition and set (bootstrap 95% CI of the mean over trials and seeds)",
+            latex="perturbation", align="llrrrrrrr")
+    crit_rows: list[list[Inline]] = []
+    for e in entries:
+        for c in e.get("criteria", []):
+            crit_rows.append([_condition_name(pert, e), c["name"], c["rule"], fmt(c.get("value")),
+                              Strong("PASS" if c["passed"] else "FAIL")])
+    s.table(["condition", "criterion", "rule", "value", "result"], crit_rows,
+            "Pass/fail criteria, evaluated by the pipeline on these data", latex="criteria", align="llwrl")
+    for e in entries:
+        s.add(*_verdict(pert, e))
+    _dose(s, pert)
+    s.figure("perturbation")
+    s.figure("dose_response")
+
+
+def _verdict(pert: dict[str, Any], entry: dict[str, Any]) -> list[Block]:
+    """The conclusion for one condition, conditional on its saved criteria, plus caveats the data imply."""
+    criteria = entry.get("criteria", [])
+    failed = [c for c in criteria if not c["passed"]]
+    name = _condition_name(pert, entry)
+    sets = entry["sets"]
+    t = sets.get("target", {}).get("delta_ppl", {})
+    r = sets.get("random_k", {}).get("delta_ppl", {})
+    effect = f"The target's mean ΔPPL is {fmt(t.get('mean'))}" + (
+        f" against {fmt(r.get('mean'))} for random-k controls." if r else ".")
+    if not criteria:
+        return [Para([f"{name}: no criteria were saved. {effect}"], kind="note")]
+    if not failed:
+        out: list[Block] = [Para([Strong(f"All {len(criteria)} criteria pass"), f" for {name}. {effect} Under this "
+                                  "protocol the data are consistent with the selected weights mattering more than the "
+                                  "controls."], kind="pass")]
+    else:
+        names = ", ".join(f"{c['name']} (value {fmt(c.get('value'))})" for c in failed)
+        out = [Para([Strong(f"{len(failed)} of {len(criteria)} criteria fail"), f" for {name}: {names}. {effect} Under "
+                     "this protocol the data do not establish that the selected weights matter more than the controls."],
+                    kind="fail")]
+    passed = {c["name"] for c in criteria if c["passed"]}
+    r_mean, b_mean = num(r.get("mean")), num(sets.get("bottom_k", {}).get("delta_ppl", {}).get("mean"))
+    if r_mean is not None and r_mean <= 0 and passed & {"separation_3x", "separation_5x"}:
+        out.append(Para([f"Caveat: the random-k mean ΔPPL is {fmt(r_mean)} (≤ 0), so the separation ratios are undefined "
+                         "and those criteria pass by sign alone; rely on the significance criterion instead."], kind="note"))
+    if b_mean is not None and b_mean <= 0 and "hierarchy_3x" in passed:
+        out.append(Para([f"Caveat: the bottom-k mean ΔPPL is {fmt(b_mean)} (≤ 0), so hierarchy_3x passes by sign alone."],
+                        kind="note"))
+    nonfinite = t.get("n_nonfinite") or 0
+    if nonfinite:
+        out.append(Para([f"{nonfinite} of {t.get('n')} target trials gave a non-finite perplexity (the model diverged)."],
+                        kind="note"))
+    return out
+
+
+def _dose(s: Section, pert: dict[str, Any]) -> None:
+    d = dose_response(pert)
+    if not d:
+        return
+    mono = "; ".join(f"{SET_NAMES.get(k, k)}: {'yes' if v else 'no'}" for k, v in d.get("monotonic", {}).items())
+    hierarchy = d.get("hierarchy", [])
+    held = sum(bool(h.get("holds")) for h in hierarchy)
+    s.add(Para([f"Dose-response: ΔPPL rises monotonically with strength for {mono}. The ordering target > random-k > "
+                f"bottom-k holds at {held} of {len(hierarchy)} levels."]))
+    s.table(["scale", "k", "target > random > bottom"],
+            [[fmt(h.get("scale")), fmt(h.get("k")), Strong("holds" if h.get("holds") else "does not hold")] for h in hierarchy],
+            "Hierarchy per level")
+
+
+# ---- super weights, analyses, notes, timings ------------------------------------------------------
+
+def _superweights(s: Section) -> None:
+    sw = s.run.superweights
+    if sw is None:
+        if s.run.command == "run":
+            s.heading("Super weights")
+            s.missing("No super-weight scan (superweights.json) in this directory: run the super-weight detection "
+                      "(esa superweights) with this directory as its output to add it.")
+        return
+    s.heading("Super weights")
+    proto = sw.get("protocol", {})
+    s.add(Bullets([
+        [str(proto.get("method", "super-weight detection"))],
+        [f"threshold: {fmt(proto.get('threshold'))} x the median |activation| ({proto.get('typical_activation', '')})"],
+        [f"candidate rule: {proto.get('candidate_rule', '')}"],
+        [f"verdict rule: {proto.get('verdict_rule', '')}"],
+        [f"inputs: {len(proto.get('prompts', []))} prompts + {proto.get('n_calibration_windows', 0)} calibration windows "
+         f"({fmt(proto.get('n_tokens_per_pass'))} tokens per pass), {proto.get('n_projections')} projections; "
+         f"baseline PPL {fmt(sw.get('baseline_ppl'))}; stopped: {sw.get('stopped', '?')}"],
+    ]))
+    cands = sw.get("candidates") or []
+    if not cands:
+        s.add(Para(["No candidate cleared the threshold: under this protocol the scan found no super weight."]))
+    else:
+        n_super = sum(c.get("verdict") == "super weight" for c in cands)
+        s.add(Para([f"{n_super} of {len(cands)} candidates meet the verdict rule."],
+                   kind="pass" if n_super else ""))
+        rows: list[list[Inline]] = []
+        for c in cands:
+            token = (c.get("spike_token") or {}).get("text")
+            rows.append([fmt(c.get("iteration")), fmt(c.get("layer")), "-" if c.get("expert") is None else fmt(c.get("expert")),
+                         Code(str(c.get("param"))), Code(f"[{c.get('index')}]"), fmt(c.get("value")),
+                         fmt(c.get("input_ratio"), 3), fmt(c.get("output_ratio"), 3),
+                         Code(repr(token)) if token is not None else "", fmt(c.get("ppl_zeroed")),
+                         fmt(c.get("delta_ppl")), str(c.get("verdict", ""))])
+        s.table(["iter", "layer", "expert", "parameter", "index", "weight", "input ×median", "output ×median",
+                 "spike token", "PPL zeroed", "ΔPPL", "verdict"], rows,
+                "Candidates in detection order (each zeroed before the next pass)", latex="superweights",
+                align="rrrllrrrlrrl")
+    s.figure("superweights")
+
+
+def _analyses(s: Section) -> None:
+    stats = s.run.stats or {}
+    for key in ("weight_analysis", "architecture_analysis"):
+        part = stats.get(key)
+        if not isinstance(part, dict):
+            continue
+        scalars = [[k, fmt(v) if not isinstance(v, str) else v] for k, v in part.items()
+                   if isinstance(v, (int, float, str, bool)) or v is None]
+        s.heading(key.replace("_", " ").capitalize())
+        nested = [k for k, v in part.items() if isinstance(v, (dict, list))]
+        s.table(["field", "value"], scalars, f"Scalar fields of {key} (sensitivity_stats.json)", align="ll")
+        if nested:
+            s.add(Para([f"Further fields in sensitivity_stats.json {key}: {', '.join(nested)}."]))
+
+
+def _notes(s: Section) -> None:
+    notes = list((s.run.stats or {}).get("notes", [])) + list((s.run.superweights or {}).get("notes", []))
+    if notes:
+        s.heading("Notes")
+        s.add(Bullets([[str(n)] for n in notes]))
+
+
+def _timings(s: Section) -> None:
+    timings = (s.run.manifest or {}).get("timings_s", {})
+    if timings:
+        s.heading("Timings")
+        s.table(["stage", "seconds"], [[k, f"{v:.2f}"] for k, v in timings.items()], "Wall-clock time per stage")
+
+
+def verdict_summary(run: RunData) -> str:
+    """Criteria passed per perturbation condition, e.g. "zero k=10: 4/5 criteria pass"; '' without perturbation."""
+    pert = run.perturbation
+    parts = []
+    for e in conditions(pert):
+        crit = e.get("criteria", [])
+        scale = f" x{float(e['scale']):g}" if len(pert.get("protocol", {}).get("scales", [])) > 1 else ""  # type: ignore[union-attr]
+        parts.append(f"{pert.get('protocol', {}).get('perturbation', '?')}{scale} k={e['k']}: "  # type: ignore[union-attr]
+                     f"{sum(bool(c['passed']) for c in crit)}/{len(crit)} criteria pass")
+    return "; ".join(parts)
