@@ -158,6 +158,93 @@ def compare(
     typer.echo(compare_runs([str(p) for p in run_dirs], str(out) if out else None))
 
 
+@app.command()
+def superweights(
+    model: Model = "smollm2-135m",
+    threshold: Annotated[float, typer.Option(help="A channel is massive when its max |activation| exceeds this multiple of the layer's median |activation|.")] = 1000.0,
+    max_iter: Annotated[int, typer.Option("--max-iter", help="Most candidates to remove one after another.")] = 8,
+    controls: Annotated[int, typer.Option("--controls", help="Control draws per candidate (magnitude-matched and random).")] = 3,
+    metrics: Annotated[str, typer.Option(help="Metrics to cross-check the candidates' rank under (comma list, empty for none).")] = "magnitude,grad_x_weight",
+    dataset: Dataset = "builtin",
+    seq_len: SeqLen = 128,
+    max_samples: Annotated[int, typer.Option("--max-samples", help="Calibration windows added to the built-in prompts.")] = 4,
+    eval_samples: Annotated[int, typer.Option("--eval-samples", help="Evaluation windows for the causal check.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for window draws and controls.")] = 1337,
+    dtype: Dtype = "fp32",
+    device: Device = "auto",
+    device_map: DeviceMap = None,
+    bos: Bos = False,
+    save_plots: Annotated[bool, typer.Option("--save-plots", help="Draw the activation-spike figure into plots/.")] = False,
+    out_dir: OutDir = Path("outputs/esa/superweights"),
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Detect super weights (Yu et al. 2024) automatically and validate each by zeroing it against controls."""
+    from esa.pipeline.config import ModelOptions, parse_name_list
+    from esa.pipeline.superweights import SuperweightOptions, run_superweights_command
+
+    _setup_logging(verbose)
+    opts = SuperweightOptions(
+        model=ModelOptions(model=model, dtype=dtype, device=device, device_map=device_map), dataset=dataset,
+        seq_len=seq_len, max_samples=max_samples, eval_samples=eval_samples, threshold=threshold, max_iter=max_iter,
+        n_controls=controls, metrics=parse_name_list(metrics), seed=seed, bos=bos, save_plots=save_plots,
+        out_dir=str(out_dir), quiet=quiet,
+    )
+    typer.echo(run_superweights_command(opts))
+
+
+@app.command()
+def plot(run_dir: Annotated[Path, typer.Argument(help="A run directory written by esa run / superweights.")]) -> None:
+    """Draw every figure that applies to an existing run directory (into RUN_DIR/plots)."""
+    from esa.artifacts import is_run_dir
+    from esa.pipeline.plotting import plot_run_dir
+
+    if not is_run_dir(run_dir):
+        raise EsaError(f"{run_dir} is not an ESA run directory (no experiment_manifest.json)")
+    paths = plot_run_dir(run_dir)
+    typer.echo(f"{len(paths)} figure files in {run_dir / 'plots'}")
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
+    latex: Annotated[bool, typer.Option("--latex", help="Also write the main tables as LaTeX (booktabs).")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the report (default: the first run directory).")] = None,
+) -> None:
+    """Write a self-contained report.md and report.html (figures embedded) for run directories."""
+    from esa.pipeline.report import report_command
+
+    typer.echo(report_command(run_dirs, latex=latex, out=out))
+
+
+@app.command()
+def plan(
+    model: Model = "llama-3.1-8b",
+    metric: Annotated[str, typer.Option(help="The metric to plan for.")] = "grad_x_weight",
+    dtype: Dtype = "bf16",
+    seq_len: SeqLen = 512,
+    batch_size: BatchSize = 1,
+    max_samples: Annotated[int, typer.Option("--max-samples", help="Calibration windows.")] = 200,
+    gpu: Annotated[Optional[str], typer.Option(help="h100, a100, a100-40gb, l40s, a10, rtx4090, cpu: throughput and memory assumption.")] = None,
+    gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", help="GPU memory in GiB (overrides the GPU's).")] = None,
+    n_gpus: Annotated[int, typer.Option("--n-gpus", help="GPUs to spread the layers over (device_map auto).")] = 1,
+    checkpointing: Annotated[bool, typer.Option("--checkpointing", help="Activation checkpointing.")] = False,
+    accumulate_on: Annotated[str, typer.Option("--accumulate-on", help="device or cpu.")] = "device",
+    probes: Annotated[int, typer.Option(help="hutchinson_diag probes.")] = 8,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the plan as JSON here.")] = None,
+) -> None:
+    """Predict memory per device, FLOPs and time of a run from the model's config alone, and what fits."""
+    from esa.artifacts import atomic_write_json
+    from esa.scale import format_plan, plan_run
+
+    result = plan_run(model, metric, dtype=dtype, seq_len=seq_len, batch_size=batch_size, n_samples=max_samples,
+                      gpu=gpu, gpu_memory_gb=gpu_memory, n_gpus=n_gpus, checkpointing=checkpointing,
+                      accumulate_on=accumulate_on, probes=probes)
+    if json_out:
+        atomic_write_json(json_out, result)
+    typer.echo(format_plan(result))
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:

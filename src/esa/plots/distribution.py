@@ -47,13 +47,15 @@ def _score_label(stats: dict[str, Any]) -> str:
 def per_decade(lower: np.ndarray, upper: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Regroup the saved bins into BINS_PER_DECADE equal log bins: (edges, weights per decade of score).
 
-    Each saved bin goes whole to the coarse bin holding its geometric centre; saved bins are far
-    narrower than coarse ones, so the shape is kept while the sampling noise of thin bins is not."""
-    lo, hi = np.log10(lower[0]), np.log10(upper[-1])
-    n = int(np.clip(np.ceil((hi - lo) * BINS_PER_DECADE), 1, 400))
-    edges = np.linspace(lo, hi, n + 1)
-    counts, _ = np.histogram((np.log10(lower) + np.log10(upper)) / 2, bins=edges, weights=count)
-    return 10.0**edges, counts / np.diff(edges)
+    The saved bins define a cumulative count at each of their edges; read between edges as uniform in
+    log(score), it gives the count below any coarse edge. Coarse bins average out the sampling noise of
+    the thin saved bins and have equal widths, so heights compare fairly."""
+    log_lo, log_hi = np.log10(lower), np.log10(upper)
+    n = int(np.clip(np.ceil((log_hi[-1] - log_lo[0]) * BINS_PER_DECADE), 1, 400))
+    edges = np.linspace(log_lo[0], log_hi[-1], n + 1)
+    cum = np.cumsum(count)
+    below = np.interp(edges, np.column_stack([log_lo, log_hi]).ravel(), np.column_stack([cum - count, cum]).ravel())
+    return 10.0**edges, np.diff(below) / np.diff(edges)
 
 
 @styled

@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from esa.errors import EsaError
+from esa.models.types import ParamInfo
 from esa.scale.facts import ModelFacts
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -136,6 +137,12 @@ class DeviceMemory:
         return self.weights + self.accumulators + self.dynamic.total
 
 
+def is_scored(m: ModelFacts, info: ParamInfo, cost: MetricCost) -> bool:
+    """Whether the metric gives `info` a score (act_mag: weights that multiply an activation; a tied
+    embedding counts, through the lm_head)."""
+    return not cost.linear_only or info.linear or (m.tied and info.component == "embedding")
+
+
 def layer_split(n_layers: int, n_devices: int) -> list[tuple[int, int]]:
     """Contiguous, as-even-as-possible layer ranges, first devices taking the remainder (device_map style)."""
     sizes = [n_layers // n_devices + (1 if i < n_layers % n_devices else 0) for i in range(n_devices)]
@@ -182,7 +189,7 @@ def device_memory(m: ModelFacts, st: Settings, forward_only: bool = False) -> li
         else:
             d = head_device if info.component in ("lm_head", "norm") else 0
         devices[d].weights += info.numel * b
-        if not forward_only and (info.linear or not cost.linear_only):
+        if not forward_only and is_scored(m, info, cost):
             scored[d] += info.numel
             largest_scored[d] = max(largest_scored[d], info.numel)
 
@@ -263,7 +270,7 @@ def host_bytes(m: ModelFacts, st: Settings) -> float:
     if st.accumulate_on != "cpu":
         return 0.0
     cost = st.cost
-    scored = [p.numel for p in m.params.values() if p.linear or not cost.linear_only]
+    scored = [p.numel for p in m.params.values() if is_scored(m, p, cost)]
     return 4 * (sum(scored) * max(cost.accumulators, cost.results) + max(scored))
 
 

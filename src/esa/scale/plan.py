@@ -15,7 +15,7 @@ from esa.errors import EsaError
 from esa.scale.facts import ModelFacts, model_facts
 from esa.scale.hardware import CUDA_CONTEXT_GIB, FRAGMENTATION, MFU, Device, get_device
 from esa.scale.memory import (
-    DTYPE_BYTES, DeviceMemory, Settings, device_memory, forward_flops, host_bytes, run_flops,
+    DTYPE_BYTES, DeviceMemory, Settings, device_memory, forward_flops, host_bytes, is_scored, run_flops,
 )
 
 _ACCUMULATE_ALIASES = {"device": "param", "param": "param", "cpu": "cpu"}
@@ -164,7 +164,7 @@ def _model_summary(f: ModelFacts) -> dict[str, Any]:
 
 def _parameter_summary(f: ModelFacts, st: Settings) -> dict[str, Any]:
     largest = max(f.params.values(), key=lambda p: p.numel)
-    scored = sum(p.numel for p in f.params.values() if p.linear or not st.cost.linear_only)
+    scored = sum(p.numel for p in f.params.values() if is_scored(f, p, st.cost))
     return {
         "total": f.n_params, "scored": scored, "by_component": f.by_component(),
         "largest_tensor": {"name": largest.name, "numel": largest.numel},
