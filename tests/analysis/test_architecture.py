@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -28,6 +30,7 @@ def test_dense_breakdown_by_hand(tiny):
         scores[name].view(-1)[0] = value
     top = [(f"{L1}.mlp.up_proj.weight", 0), ("model.norm.weight", 0), (f"{L1}.self_attn.o_proj.weight", 0)]
     out = architecture_analysis(scores, _weight_set(lm.params, top), lm.params, lm.n_layers)
+    json.dumps(out, allow_nan=False)
     assert out["total_mass"] == 20.0 and out["k"] == 3
     comp = out["by_component"]
     assert (comp["attention"]["mass"], comp["attention"]["mass_share"], comp["attention"]["topk"]) == (6.0, 0.3, 1)
@@ -61,6 +64,7 @@ def test_moe_breakdown(tiny):
     scores = {n: torch.ones(p.shape) for n, p in lm.params.items()}
     down = f"{L0}.mlp.experts.down_proj"  # [4 experts, 32, 64]
     out = architecture_analysis(scores, _weight_set(lm.params, [(down, 2 * 32 * 64 + 5)]), lm.params, lm.n_layers)
+    json.dumps(out, allow_nan=False)
     moe = out["moe"]
     cells = {(c["layer"], c["expert"]): c for c in moe["per_layer_expert"]}
     assert sorted(cells) == [(layer, e) for layer in (0, 1) for e in range(4)]

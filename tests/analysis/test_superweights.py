@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -106,6 +107,7 @@ def test_runs_on_every_family_and_restores_the_model(tiny, text_windows, frozen,
     windows = text_windows(lm)
     result = detect_superweights(lm, windows, threshold=0.5, max_iter=2, n_controls=1)  # low: force candidates
     assert unchanged()
+    json.dumps(result.to_dict(), allow_nan=False)
     assert len(result.series) == len(find_output_projections(lm))
     assert len(result.candidates) == 2
     for cand in result.candidates:

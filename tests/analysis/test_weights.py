@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -44,6 +45,7 @@ def analysed(tiny):
 
 def test_magnitude_statistics_by_hand(analysed):
     _, out = analysed
+    json.dumps(out, allow_nan=False)
     rows = {(r["param"], r["index"]): r for r in out["weights"]}
     n = 32 * 64
     mean, mean_sq = 3 / n, 21 / n  # entries 4, -2, 1, rest 0

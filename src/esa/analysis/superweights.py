@@ -314,7 +314,6 @@ def _spike_tokens(cand: Candidate, seen: ActivationPass, threshold: float, token
     hits = stream[(channel == cand.in_channel) & (peak >= threshold * cand.input_median)]
     ids = Counter(seen.token_ids[hits].tolist())
     positions = Counter(seen.positions[hits].tolist())
-
     return {
         "spike_token": _token(tokenizer, int(seen.token_ids[cand.token]), position=int(seen.positions[cand.token])),
         "n_spiking_tokens": int(hits.numel()),

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from esa.evaluation.nll import next_token_nll
 from esa.metrics._accumulate import (
     accumulator_device, calibration, check_finite, progress, scoring_session, with_aliases,
 )
-from esa.evaluation.nll import next_token_nll
 from esa.metrics.base import MetricResult, ScoringContext
 from esa.models.types import ParamInfo
 
@@ -39,9 +39,9 @@ class _Input:
     modules: int = 0  # how many modules apply this weight
     calls: int = 0
 
-    def hook(self, module: nn.Module, args: tuple) -> None:
-        x = args[0]
-        self.sum_sq += x.detach().reshape(-1, x.shape[-1]).to(self.sum_sq.device, torch.float32).square().sum(0)
+    def hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = args[0] if args else next(iter(kwargs.values()))
+        self.sum_sq += x.detach().reshape(-1, x.shape[-1]).float().square().sum(0).to(self.sum_sq.device)
         self.calls += 1
 
 
@@ -81,7 +81,7 @@ def _attach(ctx: ScoringContext, params: dict[str, nn.Parameter], hooks: ExitSta
             device = accumulator_device(weight, ctx.accumulate_on)
             inp = inputs[name] = _Input(torch.zeros(weight.shape[in_axis], device=device), in_axis)
         inp.modules += 1
-        hooks.callback(module.register_forward_pre_hook(inp.hook).remove)
+        hooks.callback(module.register_forward_pre_hook(inp.hook, with_kwargs=True).remove)
     return inputs
 
 

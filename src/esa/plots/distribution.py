@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from esa.plots.style import LINE_STYLES, MARKERS, OKABE_ITO, log_axis, new_figure, styled
+from esa.plots.style import LINE_STYLES, MARKERS, OKABE_ITO, figure_legend, log_axis, new_figure, styled
 
 MARKED_PERCENTILES = ("50", "90", "99", "99.9", "99.99")
 BINS_PER_DECADE = 8
@@ -92,7 +92,7 @@ def plot_score_histogram(stats: dict[str, Any] | None, context: str = "") -> Fig
         lines.append(f"top 0.1% hold {100 * share:.3g}% of the total")
     ax.text(0.01, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=8,
             bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "#BBBBBB"})
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside right center", title="percentiles of all scores")
+    figure_legend(fig, [ax], title="percentiles of all scores")
     return fig
 
 

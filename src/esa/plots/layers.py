@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
-from esa.plots.style import SEQUENTIAL, component_look, new_figure, styled
+from esa.plots.style import SEQUENTIAL, component_look, figure_legend, new_figure, styled
 
 OUTSIDE = "none"  # the layer key of parameters outside the decoder blocks
 MAX_ANNOTATED_CELLS = 400
@@ -186,10 +186,5 @@ def plot_layer_shares(stats: dict[str, Any] | None, top: pd.DataFrame | None = N
         per_tensor = stats.get("mode") == "per_layer"
         axes[1].set_title("share of the selected top-k" + (" (per_layer mode: k from every tensor)" if per_tensor else ""))
     axes[1].set_xlabel("layer (decoder block)")
-    handles: dict[str, Any] = {}
-    for ax in axes:
-        for h, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, h)
-    if handles:
-        fig.legend(handles.values(), handles.keys(), loc="outside right center", title="component")
+    figure_legend(fig, axes, title="component")
     return fig

@@ -67,6 +67,7 @@ RC: dict[str, Any] = {
     "image.cmap": SEQUENTIAL,
     "pdf.fonttype": 42,  # embed TrueType: text stays editable and searchable in papers
     "svg.fonttype": "none",
+    "svg.hashsalt": "esa",  # fixed element ids: same figure, same SVG bytes
 }
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,6 +105,16 @@ def new_figure(width: float, height: float, title: str, context: str = "") -> Fi
     return fig
 
 
+def figure_legend(fig: Figure, axes: Iterable[Any], **kwargs: Any) -> None:
+    """One legend beside the figure for the labelled artists of all `axes` (each label once)."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="outside right center", **kwargs)
+
+
 def log_axis(ax: Any, which: str = "x", scale: str = "log", **kwargs: Any) -> None:
     """A log (or symlog) axis labelled in plain text ("1e-05"): mathtext tick labels are the slowest
     part of saving a figure, and minor ticks get no labels at all."""
@@ -122,6 +133,7 @@ def _plain_number(x: float, _pos: Any = None) -> str:
     return f"{x:g}"
 
 
+@styled  # some settings (font embedding, SVG ids) are read when saving, not when drawing
 def figure_bytes(fig: Figure, fmt: str) -> bytes:
     """The figure encoded as `fmt` ("png", "pdf" or "svg"), PNG at DPI."""
     buf = io.BytesIO()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from esa.plots.style import GREY, OKABE_ITO, log_axis, new_figure, styled
+from esa.plots.style import GREY, OKABE_ITO, figure_legend, log_axis, new_figure, styled
 from esa.plots.values import num
 
 SIDES = {  # side -> (label, colour, marker, line style)
@@ -46,7 +46,7 @@ def plot_superweights(superweights: dict[str, Any] | None, context: str = "") ->
         return None
     assert superweights is not None
     threshold = num(superweights.get("protocol", {}).get("threshold"))
-    fig = new_figure(7.5, 6.0, "Super-weight scan: MLP down-projection activations per layer", context)
+    fig = new_figure(9.5, 6.0, "Super-weight scan: MLP down-projection activations per layer", context)
     top, bottom = fig.subplots(2, 1, sharex=True)
     for side, (label, color, marker, style) in SIDES.items():
         layers, peak = _per_layer(series, f"{side}_max")
@@ -67,8 +67,7 @@ def plot_superweights(superweights: dict[str, Any] | None, context: str = "") ->
     top.set_ylabel("|activation| (model units)")
     bottom.set_ylabel("max / median |activation|")
     bottom.set_xlabel("layer (decoder block)")
-    top.legend(loc="upper left", ncols=2, fontsize=7)
-    bottom.legend(loc="upper left", ncols=3, fontsize=7)
+    figure_legend(fig, (top, bottom), fontsize=7)
     top.set_title("largest activation per layer (dotted: median over all entries)")
     bottom.set_title("spike strength (ringed: above the detection threshold)")
     return fig

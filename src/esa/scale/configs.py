@@ -92,10 +92,11 @@ def resolve_config(model: str) -> ResolvedConfig:
     """The transformers config of `model`; EsaError naming what was tried when nothing matches."""
     path = Path(model).expanduser()
     if path.is_dir() or path.name == "config.json":
-        if path.is_file() or (path / "config.json").is_file():
-            with hf_errors(model):
-                return ResolvedConfig(AutoConfig.from_pretrained(path.parent if path.is_file() else path), f"local {path}")
-        raise EsaError(f"{model} has no config.json")
+        directory = path.parent if path.is_file() else path
+        if not (directory / "config.json").is_file():
+            raise EsaError(f"{model} has no config.json")
+        with hf_errors(model):
+            return ResolvedConfig(AutoConfig.from_pretrained(directory), f"local {directory}")
     if model.endswith(".gguf"):
         if not path.is_file():
             raise EsaError(f"GGUF file {model} not found")
@@ -110,7 +111,8 @@ def resolve_config(model: str) -> ResolvedConfig:
     key = builtin_key(model)
     if key is not None:
         model_type, fields = BUILTIN_CONFIGS[key]
-        return ResolvedConfig(AutoConfig.for_model(model_type, **fields), f"built-in table (public config.json of {key})")
+        source = f"built-in table (public config.json of {key})"
+        return ResolvedConfig(AutoConfig.for_model(model_type, **fields), source)
     not_found = EsaError(
         f"cannot plan {model!r}: not a local path, bundled alias ({', '.join(BUNDLED_ALIASES)}), built-in config "
         f"({', '.join(k.split('/')[1] for k in BUILTIN_CONFIGS)}) or reachable Hugging Face hub id"

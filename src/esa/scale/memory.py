@@ -236,8 +236,9 @@ def _backward_phases(
     phases: dict[str, Phase] = {}
     if n_layers:
         tied_buffer = embed * b if m.tied and dev.index == 0 else 0.0
+        working = tokens * b * f_eff
         phases["backward_blocks"] = Phase(
-            saved + head_norm, copies, transient=tied_buffer + recompute + largest_block * (b + fold) + tokens * b * f_eff
+            saved + head_norm, copies, tied_buffer + recompute + largest_block * (b + fold) + working
         )
     if on_head:
         with_logprobs = saved + head_norm + logprobs * factor
@@ -247,11 +248,14 @@ def _backward_phases(
         phases["backward_softmax"] = Phase(with_logprobs, copies, 2 * logprobs * factor)
         phases["backward_lm_head"] = Phase(saved + head_norm, copies, logits + embed * (b if m.tied else b + fold))
     if dev.index == 0:
-        phases["backward_embedding"] = Phase(copies=copies, transient=embed * (max(3 * b, b + fold) if m.tied else b + fold))
+        embedding_grad = embed * (max(3 * b, b + fold) if m.tied else b + fold)
+        phases["backward_embedding"] = Phase(copies=copies, transient=embedding_grad)
     return phases
 
 
-def _forward_only_phases(m: ModelFacts, b: int, batch: int, seq_len: int, dev: DeviceMemory, on_head: bool) -> dict[str, Phase]:
+def _forward_only_phases(
+    m: ModelFacts, b: int, batch: int, seq_len: int, dev: DeviceMemory, on_head: bool
+) -> dict[str, Phase]:
     """No-grad forward (act_mag, perturbation evaluation): one layer's working set, then the loss's logits."""
     tokens, predicted = batch * seq_len, batch * (seq_len - 1)
     phases = {}

@@ -154,7 +154,8 @@ def _device_summary(d: DeviceMemory, context_gib: float) -> dict[str, Any]:
 def _model_summary(f: ModelFacts) -> dict[str, Any]:
     return {
         "name": f.name, "config_source": f.source, "model_type": f.model_type,
-        "activation_formula": f"{f.style.norm}/{f.style.qkv}/{f.style.mlp}" + ("" if f.style_known else " (assumed Llama-like)"),
+        "activation_formula": f"{f.style.norm}/{f.style.qkv}/{f.style.mlp}"
+        + ("" if f.style_known else " (assumed Llama-like)"),
         "hidden_size": f.hidden, "intermediate_size": f.intermediate, "num_layers": f.layers,
         "num_heads": f.heads, "num_kv_heads": f.kv_heads, "head_dim": f.head_dim, "vocab_size": f.vocab,
         "tied_embeddings": f.tied, "experts": f.experts, "experts_per_token": f.experts_per_token,
@@ -193,8 +194,10 @@ def _assumptions(f: ModelFacts, st: Settings, device: Device | None) -> list[str
         f"{device.context_gib if device else CUDA_CONTEXT_GIB} GiB CUDA context per device.",
         "Accumulators are float32, one buffer per scored parameter and per running statistic; scores and "
         "extras are float32 too.",
-        "Attention: " + ("sdpa (flash / memory-efficient kernels, no s^2 term)" if st.attention == "sdpa" and not st.cost.math_attention
-                         else "eager or math kernel (keeps a*s^2 probabilities per window and layer)") + ".",
+        "Attention: " + (
+            "sdpa (flash / memory-efficient kernels, no s^2 term)." if st.attention == "sdpa" and not st.cost.math_attention
+            else "eager or math kernel (keeps a*s^2 probabilities per window and layer)."
+        ),
         "Peak is the largest phase of the pass (forward at the loss, softmax/lm_head backward, block backward, "
         "embedding gradient, final scores), not a sum of all terms.",
     ]

@@ -43,7 +43,7 @@ def score_statistics(scores: Mapping[str, torch.Tensor], params: Mapping[str, Pa
     if whole.count == 0:
         raise EsaError("no scores to describe: the metric scored no weight")
     return {
-        "resolution": RESOLUTION,
+        "resolution": dict(RESOLUTION),
         "global": describe(whole),
         **{g: {key: describe(s) for key, s in _ordered(g, found)} for g, found in groups.items()},
         "histogram": display_bins(whole),
