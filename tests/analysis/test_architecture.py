@@ -74,3 +74,21 @@ def test_moe_breakdown(tiny):
     assert moe["router"]["mass"] == 2 * 4 * 32
     assert moe["expert_mass_max_over_mean"] == 1.0
     assert out["attention_vs_mlp"]["mlp_topk"] == 1
+
+
+def test_experts_as_separate_modules():
+    from esa.models.types import ParamInfo
+
+    params = {
+        f"l0.e{e}.down": ParamInfo(f"l0.e{e}.down", (2, 3), 0, "expert", "down", expert=e, linear=True, in_features=3)
+        for e in range(2)
+    }
+    params["l0.gate"] = ParamInfo("l0.gate", (2, 3), 0, "router", "router", linear=True, in_features=3)
+    scores = {"l0.e0.down": torch.full((2, 3), 1.0), "l0.e1.down": torch.full((2, 3), 3.0), "l0.gate": torch.ones(2, 3)}
+    out = architecture_analysis(scores, _weight_set(params, [("l0.e1.down", 4), ("l0.gate", 0)]), params, 1)
+    moe = out["moe"]
+    assert [(c["layer"], c["expert"], c["mass"], c["topk"]) for c in moe["per_layer_expert"]] == [
+        (0, 0, 6.0, 0), (0, 1, 18.0, 1)]
+    assert (moe["router"]["mass"], moe["router"]["topk"]) == (6.0, 1)
+    assert moe["expert_mass_max_over_mean"] == 18.0 / 12.0
+    assert out["by_depth_bin"][0]["layers"] == [0] and out["by_layer"][0]["depth"] == 0.0

@@ -106,3 +106,13 @@ def test_without_calibration_counts(tiny):
     lm = tiny("tiny-llama")
     out = weight_analysis(_select(lm, [(EMBED, (10, 2))]), lm, None)
     assert out["weights"][0]["calib_count"] is None
+
+
+def test_fused_experts_are_keyed_by_expert(tiny):
+    lm = tiny("tiny-mixtral")
+    down = "model.layers.0.mlp.experts.down_proj"  # [4, 32, 64]
+    out = weight_analysis(_select(lm, [(down, (2, 5, 40)), (down, (2, 5, 41)), (down, (3, 5, 40))]), lm, None)
+    assert [r["expert"] for r in out["weights"]] == [2, 2, 3]
+    (tensor,) = out["tensors"]
+    assert tensor["rows"]["most_shared"][0] == {"index": "2,5", "count": 2}  # row 5 of expert 3 is another row
+    assert tensor["cols"]["n_distinct"] == 3

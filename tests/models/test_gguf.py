@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_gguf import write_tiny_llama_gguf
+from support.tiny_gguf import write_tiny_llama_gguf
 
 import esa.models.gguf as gguf_module
 from esa.errors import EsaError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -33,8 +34,10 @@ def test_markdown_tables_keep_their_columns(tmp_path, tiny_png):
     assert len(rows) == 1 + len(NASTY)
     for row in rows:  # unescaped pipes split cells: every row has exactly the header's 3 separators
         assert len(re.findall(r"(?<!\\)\|", row)) == 3
-    assert "<script>" not in md
-    assert f"]({tiny_png.name})" in md  # figures linked relative to the report's directory
+    # raw only inside a code span, where CommonMark shows it literally; escaped everywhere else
+    assert len(re.findall(r"(?<!\\)<script>", md)) == md.count("`<script>alert(1)</script>`") == 1
+    assert "\\<script>" in md
+    assert f"]({Path(os.path.relpath(tiny_png, tmp_path)).as_posix()})" in md  # linked relative to the report
 
 
 def test_latex_uses_booktabs_and_escapes(tiny_png):

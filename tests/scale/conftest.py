@@ -15,6 +15,12 @@ PLAN_MODEL: dict[str, Any] = {
     "num_attention_heads": 8, "num_key_value_heads": 2, "max_position_embeddings": 512, "tie_word_embeddings": False,
 }
 
+# the same shape at a quarter of the size, for the per-metric comparisons (hutchinson's double backward is slow)
+METRIC_MODEL: dict[str, Any] = {
+    **PLAN_MODEL, "vocab_size": 2048, "hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+}
+
 # one entry per activation formula: (model_type, overrides on a hidden-64 model)
 FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
     "llama-gqa": ("llama", {"num_key_value_heads": 2}),
@@ -55,6 +61,6 @@ def helpers():
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        PLAN_MODEL=PLAN_MODEL, FAMILIES=FAMILIES, small_config=small_config, build=build,
+        PLAN_MODEL=PLAN_MODEL, METRIC_MODEL=METRIC_MODEL, FAMILIES=FAMILIES, small_config=small_config, build=build,
         save_config=save_config, ids=ids,
     )

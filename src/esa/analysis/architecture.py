@@ -36,11 +36,11 @@ def architecture_analysis(
     """Sensitivity mass and top-k share by component, role, depth and expert (JSON-ready)."""
     topk = weight_set.by_param()
     k = len(weight_set)
-    groups = _Groups(total=sum(float(t.double().sum()) for t in scores.values()), k=k,
-                     n_weights=sum(t.numel() for t in scores.values()))
+    masses = {name: float(t.double().sum()) for name, t in scores.items()}
+    groups = _Groups(total=sum(masses.values()), k=k, n_weights=sum(t.numel() for t in scores.values()))
     for name, tensor in scores.items():
         info = params[name]
-        mass, count = float(tensor.double().sum()), len(topk.get(name, ()))
+        mass, count = masses[name], len(topk.get(name, ()))
         keys = [("component", info.component), ("role", f"{info.component}/{info.role}")]
         if info.layer is not None:
             keys += [("layer", info.layer), ("depth_bin", _bin_of(info.layer, n_layers))]
@@ -48,7 +48,7 @@ def architecture_analysis(
             keys.append(("outside_blocks", "all"))
         for key in keys:
             groups.add(key, mass, count, tensor.numel())
-        for expert, e_mass, e_count, e_numel in _experts(info, tensor, topk.get(name)):
+        for expert, e_mass, e_count, e_numel in _experts(info, tensor, mass, topk.get(name)):
             groups.add(("expert", (info.layer, expert)), e_mass, e_count, e_numel)
 
     out: dict[str, Any] = {
@@ -101,11 +101,12 @@ class _Groups:
         return {str(key): self.get((kind, key)) for key in self.keys(kind)}
 
 
-def _experts(info: ParamInfo, tensor: torch.Tensor, selected: torch.Tensor | None) -> list[tuple[int, float, int, int]]:
-    """(expert, mass, top-k count, numel) of each expert a tensor belongs to or holds (fused)."""
+def _experts(
+    info: ParamInfo, tensor: torch.Tensor, mass: float, selected: torch.Tensor | None
+) -> list[tuple[int, float, int, int]]:
+    """(expert, mass, top-k count, numel) of the expert a tensor belongs to, or of each one it holds (fused)."""
     if info.expert is not None:
-        count = 0 if selected is None else selected.numel()
-        return [(info.expert, float(tensor.double().sum()), count, tensor.numel())]
+        return [(info.expert, mass, 0 if selected is None else selected.numel(), tensor.numel())]
     if info.expert_axis is None:
         return []
     axis = info.expert_axis

@@ -56,6 +56,7 @@ SUPER = "super weight"
 NOT_SUPER = "not a super weight: zeroing it does not hurt more than controls"
 NOT_VALIDATED = "not validated: no evaluation windows"
 TOP_TOKENS = 10
+NONE_AS_LARGE = "no other weight of the MLP output projections is at least as large"
 
 CANDIDATE_RULE = (
     "input spike = largest |input| of the projection (channel col, token t); row = argmax_r |W[r, col] * x_col(t)|; "
@@ -363,20 +364,18 @@ def _validate(
     magnitude_draws = [
         _magnitude_draws(named, params, abs(c.value), n_controls, excluded, generator) for c in candidates
     ]
-    total = len(random_draws) + sum(1 + len(d) for d in magnitude_draws)
-    with tqdm(total=total, desc="super weights: validation", disable=not progress) as bar:
-
-        def ppl(param: str, flat: int) -> float:
-            bar.update()
-            return _ppl_zeroed(lm, windows, param, flat, batch_size)
-
-        random_rows = [_control_row(lm, named, p, f, ppl(p, f)) for p, f in random_draws]
-        for cand, row, draws in zip(candidates, rows, magnitude_draws):
-            zeroed_ppl = ppl(cand.projection.param, cand.flat_index)
-            magnitude_rows = [_control_row(lm, named, p, f, ppl(p, f)) for p, f in draws]
-            row.update(_judge(baseline, zeroed_ppl, magnitude_rows, random_rows))
-            if not draws:
-                row["magnitude_control_note"] = "no other weight of the MLP output projections is at least as large"
+    # each distinct weight is zeroed and evaluated once, however many candidates share it as a control
+    wanted = [*random_draws, *((c.projection.param, c.flat_index) for c in candidates), *sum(magnitude_draws, [])]
+    ppl = {
+        (param, flat): _ppl_zeroed(lm, windows, param, flat, batch_size)
+        for param, flat in tqdm(list(dict.fromkeys(wanted)), desc="super weights: validation", disable=not progress)
+    }
+    random_rows = [_control_row(lm, named, p, f, ppl[p, f]) for p, f in random_draws]
+    for cand, row, draws in zip(candidates, rows, magnitude_draws):
+        magnitude_rows = [_control_row(lm, named, p, f, ppl[p, f]) for p, f in draws]
+        row.update(_judge(baseline, ppl[cand.projection.param, cand.flat_index], magnitude_rows, random_rows))
+        none_as_large = not draws and n_controls > 0
+        row["magnitude_control_note"] = NONE_AS_LARGE if none_as_large else None
     if n_controls == 0:
         notes.append("n_controls = 0: verdicts rest on the minimum perplexity increase alone")
     return baseline

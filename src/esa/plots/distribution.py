@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from esa.plots.style import LINE_STYLES, MARKERS, OKABE_ITO, figure_legend, log_axis, new_figure, styled
+from esa.plots.values import fmt, pct
 
 MARKED_PERCENTILES = ("50", "90", "99", "99.9", "99.99")
 BINS_PER_DECADE = 8
@@ -85,11 +86,8 @@ def plot_score_histogram(stats: dict[str, Any] | None, context: str = "") -> Fig
     for i, (label, x) in enumerate((lab, v) for lab, v in marks if isinstance(v, (int, float)) and v > 0):
         ax.plot([x, x], [floor, top], color=OKABE_ITO[(i + 5) % len(OKABE_ITO)], linestyle=LINE_STYLES[i % len(LINE_STYLES)],
                 marker=MARKERS[i % len(MARKERS)], markevery=[1], clip_on=False, linewidth=1.1, label=f"{label} = {x:.3g}")
-    lines = [f"{g.get('count', 0):,} weights", f"Gini {_fmt(g.get('gini'))}",
-             f"max/median {_fmt(g.get('max_over_median'))}"]
-    share = g.get("top_share", {}).get("0.1%")
-    if isinstance(share, (int, float)):
-        lines.append(f"top 0.1% hold {100 * share:.3g}% of the total")
+    lines = [f"{fmt(g.get('count'))} weights", f"Gini {fmt(g.get('gini'), 3)}",
+             f"max/median {fmt(g.get('max_over_median'), 3)}", f"top 0.1% hold {pct(g.get('top_share', {}).get('0.1%'))} of the total"]
     ax.text(0.01, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=8,
             bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "#BBBBBB"})
     figure_legend(fig, [ax], title="percentiles of all scores")
@@ -125,7 +123,3 @@ def plot_rank_score(stats: dict[str, Any] | None, top: pd.DataFrame | None = Non
     ax.set_ylabel(_score_label(stats))
     ax.legend(loc="lower left", title=_zeros_note(stats) or None, title_fontsize=7.5)
     return fig
-
-
-def _fmt(x: Any) -> str:
-    return f"{x:.3g}" if isinstance(x, (int, float)) else str(x)

@@ -116,7 +116,7 @@ def figure_legend(fig: Figure, axes: Iterable[Any], **kwargs: Any) -> None:
 
 
 def log_axis(ax: Any, which: str = "x", scale: str = "log", **kwargs: Any) -> None:
-    """A log (or symlog) axis labelled in plain text ("1e-05"): mathtext tick labels are the slowest
+    """A log (or symlog) axis labelled in plain text ("1e-5"): mathtext tick labels are the slowest
     part of saving a figure, and minor ticks get no labels at all."""
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)(scale, **kwargs)

@@ -1,4 +1,4 @@
-"""Numbers as ESA saves them: JSON has no inf/nan, so esa.artifacts writes them as strings ("inf")."""
+"""Numbers as ESA saves them (JSON has no inf/nan: esa.artifacts writes "inf") and as figures and reports print them."""
 
 from __future__ import annotations
 
@@ -19,3 +19,19 @@ def num(x: Any) -> float | None:
 def finite(x: Any) -> bool:
     v = num(x)
     return v is not None and math.isfinite(v)
+
+
+def fmt(x: Any, digits: int = 4) -> str:
+    """A number for people: ints with separators, floats to `digits` significant digits, "n/a" if absent."""
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    v = num(x)
+    return "n/a" if v is None else f"{v:.{digits}g}"
+
+
+def pct(x: Any, digits: int = 3) -> str:
+    """A fraction as a percentage ("n/a" if absent)."""
+    v = num(x)
+    return "n/a" if v is None else f"{100 * v:.{digits}g}%"

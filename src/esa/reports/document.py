@@ -135,7 +135,7 @@ CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#1a1a1a;line-height:1.45}
 h1{border-bottom:2px solid #333;padding-bottom:.2em}h2{border-bottom:1px solid #bbb;margin-top:2em}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}caption{text-align:left;font-style:italic;padding:.3em 0}
+table{border-collapse:collapse;margin:.2em 0 1.2em;font-size:.88em}p.caption{font-style:italic;font-size:.88em;margin:.8em 0 .2em}
 th,td{border:1px solid #ccc;padding:.25em .6em;vertical-align:top}th{background:#f0f0f0}td.r{text-align:right;
 font-variant-numeric:tabular-nums}
 code{font-family:Menlo,Consolas,monospace;font-size:.92em;background:#f4f4f4;padding:0 .2em;white-space:pre-wrap;
@@ -180,8 +180,9 @@ def to_html(doc: Document) -> str:
             head = "".join(f"<th>{html.escape(c)}</th>" for c in block.columns)
             rows = "".join("<tr>" + "".join(f'<td{" class=r" if a == "r" else ""}>{_html_inline(c)}</td>'
                                             for c, a in zip(row, align)) + "</tr>" for row in block.rows)
-            caption = f"<caption>{html.escape(block.caption)}</caption>" if block.caption else ""
-            body.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            if block.caption:  # above the table, as wide as the page: a <caption> wraps to the table's width
+                body.append(f'<p class="caption">{html.escape(block.caption)}</p>')
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif isinstance(block, FigureBlock):
             data = base64.b64encode(block.png.read_bytes()).decode("ascii")
             body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.alt or block.caption)}">'

@@ -12,30 +12,13 @@ import shlex
 from typing import Any
 
 from esa.plots.perturbation import conditions, dose_response
-from esa.plots.values import num
+from esa.plots.values import fmt, num, pct
 from esa.reports.document import Block, Bullets, Code, FigureBlock, Heading, Inline, Para, Strong, Table
 from esa.reports.figures import DrawnFigure
 from esa.reports.rundata import RunData
 
 TOP_ROWS = 20
 SET_NAMES = {"target": "target (top-k)", "random_k": "random-k control", "bottom_k": "bottom-k control"}
-
-
-def fmt(x: Any, digits: int = 4) -> str:
-    """A number as the report prints it: ints with separators, floats to `digits` significant digits."""
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:,}"
-    v = num(x)
-    if v is None:
-        return "n/a"
-    return f"{v:.{digits}g}"
-
-
-def pct(x: Any, digits: int = 3) -> str:
-    v = num(x)
-    return "n/a" if v is None else f"{100 * v:.{digits}g}%"
 
 
 def slug(text: str) -> str:
@@ -223,8 +206,8 @@ def _components(s: Section) -> None:
     layers = stats.get("by_layer", {})
     if layers and total:
         heaviest = max(layers.items(), key=lambda kv: num(kv[1].get("sum")) or 0.0)
-        where = "outside the decoder blocks" if heaviest[0] == "none" else f"layer {heaviest[0]}"
-        s.add(Para([f"The largest share of the total score, {pct((num(heaviest[1].get('sum')) or 0) / total)}, sits {where}."]))
+        where = "the parameters outside the decoder blocks" if heaviest[0] == "none" else f"layer {heaviest[0]}"
+        s.add(Para([f"The largest share of the total score, {pct((num(heaviest[1].get('sum')) or 0) / total)}, sits in {where}."]))
     s.figure("layer_heatmap")
     s.figure("layer_shares")
 
@@ -355,6 +338,12 @@ def _verdict(pert: dict[str, Any], entry: dict[str, Any]) -> list[Block]:
                          "and those criteria pass by sign alone; rely on the significance criterion instead."], kind="note"))
     if b_mean is not None and b_mean <= 0 and "hierarchy_3x" in passed:
         out.append(Para([f"Caveat: the bottom-k mean ΔPPL is {fmt(b_mean)} (≤ 0), so hierarchy_3x passes by sign alone."],
+                        kind="note"))
+    tests = entry.get("tests", {})
+    p_min = num(tests.get("min_reachable_p"))
+    if "significance" in {c["name"] for c in failed} and p_min is not None and p_min >= 0.05:
+        out.append(Para([f"The significance criterion cannot pass with these trials: the smallest reachable p is "
+                         f"{fmt(p_min, 3)}. Rerun with more --trials (random trials pooled over seeds must reach 20)."],
                         kind="note"))
     nonfinite = t.get("n_nonfinite") or 0
     if nonfinite:

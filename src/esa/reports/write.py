@@ -8,11 +8,11 @@ from pathlib import Path
 from esa.artifacts import atomic_write_text
 from esa.errors import EsaError
 from esa.plots import plot_compare
-from esa.plots.values import num
+from esa.plots.values import fmt, num, pct
 from esa.reports.document import Block, Code, Document, FigureBlock, Heading, Inline, Para, Table, to_html, to_latex, to_markdown
 from esa.reports.figures import current_figures
 from esa.reports.rundata import RunData, load_run
-from esa.reports.sections import fmt, pct, run_blocks, verdict_summary
+from esa.reports.sections import run_blocks, verdict_summary
 
 REPORT_MD, REPORT_HTML, REPORT_TEX = "report.md", "report.html", "report_tables.tex"
 

@@ -245,7 +245,7 @@ def _flags(changes: dict[str, Any]) -> str:
 
 
 def _gib_round(x: float) -> float:
-    return round(x, 3)
+    return round(x, 4)
 
 
 def format_plan(plan: dict[str, Any]) -> str:
