@@ -47,3 +47,13 @@ def test_plot_run_dir_without_manifest_needs_the_model_summary(run_copy):
 def test_plot_run_dir_on_a_file_or_missing_dir(tmp_path):
     with pytest.raises(EsaError, match="is not a directory"):
         plot_run_dir(tmp_path / "missing")
+
+
+def test_plot_command_names_the_figures(run_copy, tmp_path):
+    from esa.pipeline.plotting import plot_command
+
+    assert "6 figures (PNG + PDF)" in plot_command(run_copy) and "perturbation" in plot_command(run_copy)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "experiment_manifest.json").write_text("{}")
+    assert "none apply" in plot_command(empty)

@@ -21,7 +21,7 @@ from esa.perturb.selection import IndexSets, index_sets, unique_flat_index
 
 log = logging.getLogger("esa")
 
-QUANTILE_SAMPLE = 1 << 24  # torch.quantile's input limit; larger tensors get edges from a sample
+QUANTILE_SAMPLE = 1 << 20  # larger tensors get their bin edges from a sample this size (sorting all is slow)
 SHORTAGE = ("nearest", "error")
 
 
@@ -88,8 +88,9 @@ def random_matched_magnitude(
 def magnitude_edges(weight: torch.Tensor, bins: int) -> torch.Tensor:
     """The bins-1 inner bin edges of |weight|: its quantiles at 1/bins, 2/bins, ... (float32, on the CPU).
 
-    For tensors over 2^24 values (torch.quantile's limit) the quantiles are those of 2^24 values
-    drawn with a fixed seed: off by ~1e-4 in rank, and bin membership is still exact for these edges.
+    For tensors over 2^20 values the quantiles are those of 2^20 values drawn with a fixed seed
+    (torch.quantile sorts its input and refuses over 2^24): bins then hold equal counts to within ~1%
+    (one bin's count fraction has a relative spread of ~0.3%); membership and counts are exact for these edges.
     """
     magnitude = weight.detach().reshape(-1).abs().float()
     if magnitude.numel() > QUANTILE_SAMPLE:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 
@@ -14,11 +13,6 @@ def num(x: Any) -> float | None:
         return float(x)
     except (TypeError, ValueError):
         return None
-
-
-def finite(x: Any) -> bool:
-    v = num(x)
-    return v is not None and math.isfinite(v)
 
 
 def fmt(x: Any, digits: int = 4) -> str:

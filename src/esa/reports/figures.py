@@ -14,6 +14,7 @@ from typing import Callable
 from matplotlib.figure import Figure
 
 from esa.artifacts import atomic_write_json
+from esa.errors import EsaError
 from esa.plots import (
     plot_dose_response, plot_layer_heatmap, plot_layer_shares, plot_perturbation, plot_rank_score,
     plot_score_histogram, plot_similarity, plot_superweights, save_figure,
@@ -70,14 +71,17 @@ def draw_run_figures(run: RunData, formats: tuple[str, ...] = FORMATS) -> list[D
     out = run.path / PLOTS_DIR
     context = run.context()
     drawn = []
-    for spec in FIGURES:
-        fig = spec.draw(run, context)
-        if fig is not None:
-            drawn.append(DrawnFigure(spec.name, spec.caption, tuple(save_figure(fig, out, spec.name, formats))))
-    atomic_write_json(out / INDEX, {
-        "inputs": input_fingerprint(run.path),
-        "figures": [{"name": d.name, "files": [f.name for f in d.files]} for d in drawn],
-    })
+    try:
+        for spec in FIGURES:
+            fig = spec.draw(run, context)
+            if fig is not None:
+                drawn.append(DrawnFigure(spec.name, spec.caption, tuple(save_figure(fig, out, spec.name, formats))))
+        atomic_write_json(out / INDEX, {
+            "inputs": input_fingerprint(run.path),
+            "figures": [{"name": d.name, "files": [f.name for f in d.files]} for d in drawn],
+        })
+    except OSError as exc:
+        raise EsaError(f"cannot write figures to {out}: {exc.strerror or exc}; make the run directory writable") from None
     return drawn
 
 

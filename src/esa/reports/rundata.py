@@ -57,7 +57,7 @@ class RunData:
             parts.append(f"{metric}, {mode} top-{k}" if mode else str(metric))
             data = cfg.get("data", {})
             if data:
-                parts.append(f"{data.get('dataset', '?')} data, {data.get('max_samples', '?')} x "
+                parts.append(f"{Path(str(data.get('dataset', '?'))).name} data, {data.get('max_samples', '?')} x "
                              f"{data.get('seq_len', '?')}-token calibration windows")
             seeds = cfg.get("seeds") or []
             if seeds:

@@ -31,7 +31,6 @@ class Section:
     def __init__(self, run: RunData, figures: list[DrawnFigure], label: str) -> None:
         self.run = run
         self.figures = {f.name: f for f in figures}
-        self.label = label
         self.key = slug(label)
         self.blocks: list[Block] = []
 
