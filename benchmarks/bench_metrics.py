@@ -1,7 +1,8 @@
 """Cost of each sensitivity metric on the bundled SmolLM2-135M, relative to the passes it is built from.
 
 Time: every task runs in this process, interleaved round by round (one warm-up round, then the median of
-`--repeats` rounds), so slow drift in machine load hits all tasks alike. Ratios compare each metric with
+`--repeats` rounds), so slow drift in machine load hits all tasks alike. Both wall-clock and process CPU
+time (all threads) are reported: on a shared machine CPU time is the steadier of the two. Ratios compare each metric with
 the plain pass over the same tokens at the same batch size (grad_squared also with batch 1, the batch
 it really runs at; hutchinson_diag with one probe against one gradient).
 
@@ -10,7 +11,7 @@ resident set at once) resets the kernel's RSS high-water mark (`/proc/self/clear
 task and reads `VmHWM` after it; the figure is that peak minus the resident size before the task,
 relative to the model's parameter bytes. It includes the tensors a metric returns.
 
-    .venv/bin/python benchmarks/bench_metrics.py [--windows 4 --seq-len 128 --batch-size 4 --repeats 3]
+    .venv/bin/python benchmarks/bench_metrics.py [--windows 4 --seq-len 64 --batch-size 4 --repeats 3]
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ RATIOS = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=4)
-    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -64,27 +65,30 @@ def main() -> None:
 
     print(f"{MODEL}: {lm.n_params / 1e6:.1f}M params, {args.windows} windows x {args.seq_len} tokens, "
           f"batch {args.batch_size}, {args.threads} threads, torch {torch.__version__}")
-    times: dict[str, list[float]] = {name: [] for name in tasks}
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}  # cpu: all threads; less hit by other load
+    times: dict[str, dict[str, list[float]]] = {clock: {name: [] for name in tasks} for clock in clocks}
     for round_ in range(1 + args.repeats):
         for name, task in tasks.items():
-            start = time.perf_counter()
+            start = {clock: read() for clock, read in clocks.items()}
             task()
             if round_ > 0:
-                times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(t) for name, t in times.items()}
+                for clock, read in clocks.items():
+                    times[clock][name].append(read() - start[clock])
+    median = {clock: {n: statistics.median(t) for n, t in per.items()} for clock, per in times.items()}
     peaks = memory_in_child(args)
     model_bytes = sum(p.numel() * p.element_size() for p in lm.model.parameters())
 
-    print(f"\n{'task':<18}{'median s':>10}{'peak extra RSS':>16}{'x model':>9}")
+    print(f"\n{'task':<18}{'wall s':>9}{'cpu s':>9}{'peak extra RSS':>16}{'x model':>9}")
     for name in tasks:
         peak = peaks.get(name)
         mem = f"{peak / 2**20:>12.0f} MiB{peak / model_bytes:>9.2f}" if peak is not None else f"{'n/a':>16}"
-        print(f"{name:<18}{median[name]:>10.2f}{mem}")
-    print(f"(model parameters: {model_bytes / 2**20:.0f} MiB)\n")
+        print(f"{name:<18}{median['wall'][name]:>9.2f}{median['cpu'][name]:>9.2f}{mem}")
+    print(f"(medians of {args.repeats}; model parameters: {model_bytes / 2**20:.0f} MiB)\n")
     for metric, base, target in RATIOS:
         goal = f"  (target <= {target:.2f}x)" if target else ""
         per = " per probe" if metric == "hutchinson_diag" else ""
-        print(f"{metric}{per} / {base}: {median[metric] / median[base]:.2f}x{goal}")
+        ratios = "  ".join(f"{clock} {median[clock][metric] / median[clock][base]:.2f}x" for clock in clocks)
+        print(f"{metric + per + ' / ' + base:<38}{ratios}{goal}")
 
 
 def make_tasks(lm: LoadedModel, args: argparse.Namespace) -> dict[str, Callable[[], object]]:

@@ -78,3 +78,22 @@ def test_weight_shared_by_two_linears_sums_squared_norms(make_ctx) -> None:
     norm = (norms["a"] ** 2 + norms["b"] ** 2).sqrt()
     torch.testing.assert_close(result.scores[name], (shared.weight.detach().double().abs() * norm).float())
     assert any("applied by several linear modules" in note and name in note for note in result.notes)
+
+
+def test_conv1d_weights_are_transposed(make_ctx) -> None:
+    """GPT-2-style Conv1D stores [in, out]: the input norm scales rows, not columns."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    config = AutoConfig.for_model("gpt2", vocab_size=259, n_positions=64, n_embd=32, n_layer=1, n_head=4)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config).eval()
+    ctx = make_ctx(model)
+    result = get_metric("act_mag")(ctx)
+    owners = {f"{n}.weight": m for n, m in model.named_modules() if isinstance(m, Conv1D)}
+    norms = captured_input_norms(model, torch.cat(list(ctx.batches())), owners)
+    for name, norm in norms.items():
+        weight = model.get_parameter(name).detach().double().abs()
+        torch.testing.assert_close(result.scores[name], (weight * norm[:, None]).float(), rtol=1e-5, atol=1e-7)
+    assert "transformer.wte.weight" in result.scores  # tied to lm_head, scored with the lm_head's inputs

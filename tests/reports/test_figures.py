@@ -52,7 +52,8 @@ def test_plot_run_dir_on_a_file_or_missing_dir(tmp_path):
 def test_plot_command_names_the_figures(run_copy, tmp_path):
     from esa.pipeline.plotting import plot_command
 
-    assert "6 figures (PNG + PDF)" in plot_command(run_copy) and "perturbation" in plot_command(run_copy)
+    text = plot_command(run_copy)
+    assert "6 figures (PNG + PDF)" in text and "perturbation" in text
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "experiment_manifest.json").write_text("{}")

@@ -7,12 +7,13 @@ import re
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from esa.errors import EsaError
 from esa.pipeline.report import report_command
-from esa.reports import write_report
+from esa.reports import load_run, write_report
+from esa.reports.document import Document, to_html, to_latex, to_markdown
+from esa.reports.sections import run_blocks
 
 
 def read(path: Path) -> str:
@@ -41,16 +42,21 @@ def test_default_output_is_the_run_directory(run_copy):
     assert all(p.parent == run_copy for p in paths) and len(paths) == 2
 
 
-def test_verdicts_follow_the_saved_criteria(run_copy, tmp_path):
-    path = run_copy / "perturbation_results.json"
-    pert = json.loads(read(path))
-    criteria = pert["summary"][0]["criteria"]
+def render_run(run, latex: bool = False) -> str:
+    """One run's report section as HTML (or LaTeX), without figures: for tests of the text alone."""
+    doc = Document("test")
+    doc.add(*run_blocks(run, [], "run"))
+    return to_latex(doc) if latex else to_html(doc)
+
+
+def test_verdicts_follow_the_saved_criteria(tiny_run):
+    run = load_run(tiny_run)
+    criteria = run.perturbation["summary"][0]["criteria"]
+    n = len(criteria)
     for passed in (True, False):
         for c in criteria:
             c["passed"] = passed
-        path.write_text(json.dumps(pert), encoding="utf-8")
-        html = read(write_report([run_copy], tmp_path / str(passed))[1])
-        n = len(criteria)
+        html = render_run(run)
         assert (f"All {n} criteria pass" in html) is passed
         assert (f"{n} of {n} criteria fail" in html) is not passed
         assert ("do not establish" in html) is not passed
@@ -77,18 +83,16 @@ def test_not_a_run_directory(tmp_path):
         write_report([])
 
 
-def test_tokens_are_escaped_in_every_format(run_copy, tmp_path):
-    csv = run_copy / "top_weights.csv"
-    table = pd.read_csv(csv, keep_default_na=False, dtype=str)
-    table.loc[:, "token"] = "</td><script>x</script>|`"
-    table.loc[:, "score"] = [str(10.0 - i / 100) for i in range(len(table))]
-    table.to_csv(csv, index=False)
-    md_path, html_path, tex_path = write_report([run_copy], tmp_path, latex=True)
-    assert "<script>" not in read(html_path)
-    section = read(md_path).split("### Top weights")[1].split("###")[0]
+def test_tokens_are_escaped_in_every_format(tiny_run, tmp_path):
+    run = load_run(tiny_run)
+    run.top = run.top.assign(token="</td><script>x</script>|`", score=[10.0 - i / 100 for i in range(len(run.top))])
+    assert "<script>" not in render_run(run)
+    assert r"\textless{}/td\textgreater{}" in render_run(run, latex=True)
+    doc = Document("test")
+    doc.add(*run_blocks(run, [], "run"))
+    section = to_markdown(doc, tmp_path).split("### Top weights")[1].split("###")[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     assert len(rows) == 21 and all(len(re.findall(r"(?<!\\)\|", r)) == 9 for r in rows)
-    assert r"\textless{}/td\textgreater{}" in read(tex_path)
 
 
 def test_several_runs_give_one_report_with_a_comparison(run_copy, tmp_path):
@@ -110,10 +114,17 @@ def test_superweights_and_baseline_sections(run_copy, tmp_path):
                         "index": "3,7", "value": -0.5, "input_spike": 100.0, "input_ratio": 1000.0, "output_ratio": 1000.0,
                         "spike_token": {"text": "<s>"}, "ppl_zeroed": 90.0, "delta_ppl": 70.0, "verdict": "super weight"}],
         "stopped": "no spike above the threshold remains", "notes": [],
+        "rank_under_metrics": {"rule": "rank = 1 + ...", "candidates": [
+            {"param": "model.layers.1.mlp.down_proj.weight", "index": "3,7", "verdict": "super weight",
+             "ranks": {"magnitude": {"rank": 12, "score": 0.5, "n_scored": 35168, "top_percent": 0.0341},
+                       "grad_x_weight": {"rank": None, "note": "grad_x_weight did not score it"}}}]},
     }), encoding="utf-8")
     html = read(write_report([run_copy], tmp_path)[1])
     assert "1 of 1 candidates meet the verdict rule" in html and "&#x27;&lt;s&gt;&#x27;" in html
+    assert re.search(r"In this run&#x27;s selection: <code>model.layers.1.mlp.down_proj.weight\[3,7\]</code> is "
+                     r"(rank \d+|not among the \d+ selected weights)", html)
     assert (run_copy / "plots" / "superweights.png").is_file()
+    assert "12 (top 0.0341%)" in html and "grad_x_weight did not score it" in html
 
 
 def test_baseline_directory_report(tmp_path):

@@ -14,12 +14,21 @@ import pandas as pd
 from esa.errors import EsaError
 
 
+def _umask_mode() -> int:
+    """The mode a plainly created file gets (mkstemp's 0600 would hide results from co-workers)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -65,6 +74,7 @@ def write_table(df: pd.DataFrame, csv_path: Path, parquet: bool = True) -> None:
         os.close(fd)
         try:
             df.to_parquet(tmp, index=False)
+            os.chmod(tmp, _umask_mode())
             os.replace(tmp, pq)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -12,8 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 import esa
 
 
@@ -45,6 +43,8 @@ def esa_git_commit() -> str | None:
 
 
 def environment() -> dict[str, Any]:
+    import torch  # here, not at module level: `esa plot`/`esa report` should not pay for importing torch
+
     env: dict[str, Any] = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,

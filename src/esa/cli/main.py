@@ -196,20 +196,16 @@ def superweights(
 @app.command()
 def plot(run_dir: Annotated[Path, typer.Argument(help="A run directory written by esa run / superweights.")]) -> None:
     """Draw every figure that applies to an existing run directory (into RUN_DIR/plots)."""
-    from esa.artifacts import is_run_dir
-    from esa.pipeline.plotting import plot_run_dir
+    from esa.pipeline.plotting import plot_command
 
-    if not is_run_dir(run_dir):
-        raise EsaError(f"{run_dir} is not an ESA run directory (no experiment_manifest.json)")
-    paths = plot_run_dir(run_dir)
-    typer.echo(f"{len(paths)} figure files in {run_dir / 'plots'}")
+    typer.echo(plot_command(run_dir))
 
 
 @app.command()
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
     latex: Annotated[bool, typer.Option("--latex", help="Also write the main tables as LaTeX (booktabs).")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the report (default: the first run directory).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the report (default: the run directory, or the runs' common parent).")] = None,
 ) -> None:
     """Write a self-contained report.md and report.html (figures embedded) for run directories."""
     from esa.pipeline.report import report_command

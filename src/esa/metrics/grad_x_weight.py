@@ -26,8 +26,8 @@ class GradXWeight:
                     loss_share(ctx.model, ids, ctx.n_tokens).backward()
         g_mean = filled(g_mean, params, ctx.accumulate_on)
         check_finite(g_mean)
-        signed = {n: g.mul_(params[n].detach().to(g.device, torch.float32)) for n, g in g_mean.items()}
-        return MetricResult(
-            scores=with_aliases(ctx, {n: s.abs() for n, s in signed.items()}),
-            extras={"signed": with_aliases(ctx, signed)},
-        )
+        # In place: a second model-sized float32 buffer (signed and absolute) would not fit an 8B model
+        # beside its accumulators on an 80 GB GPU (see `esa plan`).
+        for n, g in g_mean.items():
+            g.mul_(params[n].detach().to(g.device, torch.float32)).abs_()
+        return MetricResult(scores=with_aliases(ctx, g_mean))

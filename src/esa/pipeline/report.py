@@ -18,6 +18,6 @@ def report_command(run_dirs: list[Path | str], latex: bool = False, out: Path | 
         lines.append(f"          {paths[2].resolve()} (LaTeX tables, booktabs)")
     for d in run_dirs:
         run = load_run(Path(d))
-        verdict = verdict_summary(run) or "no perturbation results"
+        verdict = verdict_summary(run) or ("no perturbation results" if run.command == "run" else f"{run.command} results")
         lines.append(f"run       {Path(d)}: {run.model_id}; {verdict}")
     return "\n".join(lines)

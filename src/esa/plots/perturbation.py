@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from esa.plots.style import SET_STYLE, log_axis, new_figure, styled
-from esa.plots.values import num
+from esa.plots.values import fmt, num
 
 YLABEL = "ΔPPL (perturbed − baseline perplexity)"
 
@@ -38,7 +38,8 @@ def _interval(entry: dict[str, Any], set_name: str) -> tuple[float, float, float
     return (np.nan if mean is None else mean, np.nan if lo is None else lo, np.nan if hi is None else hi)
 
 
-def _definition(perturbation: dict[str, Any], scale: float) -> str:
+def definition(perturbation: dict[str, Any], scale: float) -> str:
+    """What the perturbation does at `scale`, as the pipeline recorded it (e.g. "w -> 0")."""
     definitions = perturbation.get("protocol", {}).get("definitions", {})
     return str(definitions.get(str(float(scale)), definitions.get(f"{scale:g}", f"scale {scale:g}")))
 
@@ -70,7 +71,9 @@ def _verdict_line(entry: dict[str, Any]) -> str:
     crit = {c["name"]: c for c in entry.get("criteria", [])}
     parts = []
     if "separation_5x" in crit:
-        parts.append(f"5x: {'PASS' if crit['separation_5x']['passed'] else 'FAIL'}")
+        random_mean = _interval(entry, "random_k")[0]
+        caveat = " (random ≤ 0)" if random_mean <= 0 else ""  # a ratio to a non-positive control means nothing
+        parts.append(f"5x: {'PASS' if crit['separation_5x']['passed'] else 'FAIL'}{caveat}")
     p = num(entry.get("tests", {}).get("p_target_gt_random"))
     if p is not None:
         parts.append(f"p = {p:.2g}")
@@ -115,7 +118,7 @@ def plot_perturbation(perturbation: dict[str, Any] | None, context: str = "") ->
     _scale_y(ax, np.asarray(all_values, float))
     for set_name in sets:
         _mark_nonfinite(ax, nonfinite[set_name], SET_STYLE[set_name])
-    labels = [f"{_definition(perturbation, e['scale'])}\nk = {e['k']} ({proto.get('mode', '')})\n{_verdict_line(e)}"
+    labels = [f"{definition(perturbation, e['scale'])}\nk = {e['k']} ({proto.get('mode', '')})\n{_verdict_line(e)}"
               for e in entries]
     ax.set_xticks(range(len(entries)), labels, fontsize=7.5)
     ax.set_xlim(-0.6, len(entries) - 0.4)
@@ -124,7 +127,7 @@ def plot_perturbation(perturbation: dict[str, Any] | None, context: str = "") ->
     ax.set_xlabel("condition (perturbation, weights per selection); small symbols: single trials")
     ppl = num(base.get("ppl"))
     if ppl is not None:
-        ax.text(0.99, 0.98, f"baseline PPL {ppl:.4g} on {base.get('n_tokens', '?'):,} evaluation tokens",
+        ax.text(0.99, 0.98, f"baseline PPL {ppl:.4g} on {fmt(base.get('n_tokens'))} evaluation tokens",
                 transform=ax.transAxes, ha="right", va="top", fontsize=7.5)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=len(sets))
     return fig
@@ -182,10 +185,11 @@ def plot_dose_response(perturbation: dict[str, Any] | None, context: str = "") -
             _mark_nonfinite(ax, list(x[np.isinf(stats[:, 0])]), style)
         if x.min() > 0 and x.max() / x.min() >= 10:
             log_axis(ax, "x")
+        ax.set_xticks(x, [f"{v:g}" for v in x])  # the levels measured, not the axis' round numbers
         ax.axhline(0.0, color="black", linewidth=0.8)
         _scale_y(ax, np.asarray(values, float))
         ax.set_xlabel("perturbation scale" if x_is_scale else "k (weights selected)")
-        ax.set_title(f"k = {fixed}" if x_is_scale else _definition(perturbation, fixed))
+        ax.set_title(f"k = {fixed}" if x_is_scale else definition(perturbation, fixed))
     axes[0].set_ylabel(YLABEL)
     summary = dose_response(perturbation)
     verdict = None

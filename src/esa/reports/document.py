@@ -139,7 +139,7 @@ table{border-collapse:collapse;margin:.2em 0 1.2em;font-size:.88em}p.caption{fon
 th,td{border:1px solid #ccc;padding:.25em .6em;vertical-align:top}th{background:#f0f0f0}td.r{text-align:right;
 font-variant-numeric:tabular-nums}
 code{font-family:Menlo,Consolas,monospace;font-size:.92em;background:#f4f4f4;padding:0 .2em;white-space:pre-wrap;
-word-break:break-all}
+overflow-wrap:anywhere}td code{overflow-wrap:normal}div.table{overflow-x:auto}
 .note,.pass,.fail{padding:.5em .8em;border-left:5px solid #888;background:#f6f6f6}
 .pass{border-left-color:#009E73;background:#eef8f3}.fail{border-left-color:#D55E00;background:#fdf1ea}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.88em;color:#444}
@@ -182,7 +182,7 @@ def to_html(doc: Document) -> str:
                                             for c, a in zip(row, align)) + "</tr>" for row in block.rows)
             if block.caption:  # above the table, as wide as the page: a <caption> wraps to the table's width
                 body.append(f'<p class="caption">{html.escape(block.caption)}</p>')
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            body.append(f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
         elif isinstance(block, FigureBlock):
             data = base64.b64encode(block.png.read_bytes()).decode("ascii")
             body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.alt or block.caption)}">'

@@ -50,9 +50,16 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("dose_response", "Perplexity change against perturbation strength, with 95% CI bands.",
                lambda r, c: plot_dose_response(r.perturbation, c)),
     FigureSpec("superweights", "Largest activations of the MLP down projections per layer, and spike strength "
-               "against the detection threshold.", lambda r, c: plot_superweights(r.superweights, c)),
+               "against the detection threshold.", lambda r, c: plot_superweights(r.superweights, _superweights_context(r))),
 )
 CAPTIONS = {spec.name: spec.caption for spec in FIGURES}
+
+
+def _superweights_context(run: RunData) -> str:
+    """The detection's own protocol: a run's metric and top-k say nothing about this figure."""
+    proto = (run.superweights or {}).get("protocol", {})
+    return (f"{run.model_id} · super-weight detection, threshold {proto.get('threshold', '?')}x median, "
+            f"{len(proto.get('prompts', []))} prompts + {proto.get('n_calibration_windows', 0)} calibration windows")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 import shlex
 from typing import Any
 
-from esa.plots.perturbation import conditions, dose_response
+from esa.plots.perturbation import conditions, definition, dose_response
 from esa.plots.values import fmt, num, pct
 from esa.reports.document import Block, Bullets, Code, FigureBlock, Heading, Inline, Para, Strong, Table
 from esa.reports.figures import DrawnFigure
@@ -257,10 +257,7 @@ def _stability(s: Section) -> None:
 # ---- perturbation ---------------------------------------------------------------------------------
 
 def _condition_name(pert: dict[str, Any], entry: dict[str, Any]) -> str:
-    definitions = pert.get("protocol", {}).get("definitions", {})
-    scale = float(entry["scale"])
-    definition = definitions.get(str(scale), definitions.get(f"{scale:g}", f"scale {scale:g}"))
-    return f"{pert.get('protocol', {}).get('perturbation', '?')} ({definition}), k = {entry['k']}"
+    return f"{pert.get('protocol', {}).get('perturbation', '?')} ({definition(pert, entry['scale'])}), k = {entry['k']}"
 
 
 def _perturbation(s: Section) -> None:
@@ -393,6 +390,8 @@ def _superweights(s: Section) -> None:
         n_super = sum(c.get("verdict") == "super weight" for c in cands)
         s.add(Para([f"{n_super} of {len(cands)} candidates meet the verdict rule."],
                    kind="pass" if n_super else ""))
+        _superweights_in_selection(s, [c for c in cands if c.get("verdict") == "super weight"])
+        _rank_under_metrics(s, sw.get("rank_under_metrics"))
         rows: list[list[Inline]] = []
         for c in cands:
             token = (c.get("spike_token") or {}).get("text")
@@ -406,6 +405,39 @@ def _superweights(s: Section) -> None:
                 "Candidates in detection order (each zeroed before the next pass)", latex="superweights",
                 align="rrrllrrrlrrl")
     s.figure("superweights")
+
+
+def _superweights_in_selection(s: Section, supers: list[dict[str, Any]]) -> None:
+    """Where each validated super weight sits in this run's own top-k (first seed), when there is one."""
+    top = s.run.first_seed_top()
+    if top is None or not supers:
+        return
+    rank = {(p, i): r for p, i, r in zip(top["param"], top["index"], top["rank"])}
+    parts: list[Inline] = ["In this run's selection: "]
+    for n, c in enumerate(supers):
+        found = rank.get((c.get("param"), c.get("index")))
+        parts += ["; " if n else "", Code(f"{c.get('param')}[{c.get('index')}]"),
+                  f" is rank {found} of {len(top):,}" if found is not None else f" is not among the {len(top):,} selected weights"]
+    s.add(Para(parts + ["."]))
+
+
+def _rank_under_metrics(s: Section, ranks: dict[str, Any] | None) -> None:
+    """Each candidate's rank among all scored weights under each metric (saved by esa superweights)."""
+    rows_in = (ranks or {}).get("candidates") or []
+    metrics = list(dict.fromkeys(m for r in rows_in for m in r.get("ranks", {})))
+    if not metrics:
+        return
+
+    def cell(entry: dict[str, Any]) -> str:
+        if entry.get("rank") is None:
+            return str(entry.get("note", "n/a"))
+        return f"{fmt(entry['rank'])} (top {fmt(entry.get('top_percent'), 3)}%)"
+
+    s.table(["parameter", "index", "verdict", *metrics],
+            [[Code(str(r.get("param"))), Code(f"[{r.get('index')}]"), str(r.get("verdict", "")),
+              *(cell(r.get("ranks", {}).get(m, {})) for m in metrics)] for r in rows_in],
+            f"Rank of each candidate under each metric ({ranks.get('rule', '')})" if ranks else "",
+            latex="superweight-ranks", align="lll" + "r" * len(metrics))
 
 
 def _analyses(s: Section) -> None:
@@ -439,11 +471,11 @@ def _timings(s: Section) -> None:
 
 def verdict_summary(run: RunData) -> str:
     """Criteria passed per perturbation condition, e.g. "zero k=10: 4/5 criteria pass"; '' without perturbation."""
-    pert = run.perturbation
+    proto = (run.perturbation or {}).get("protocol", {})
     parts = []
-    for e in conditions(pert):
+    for e in conditions(run.perturbation):
         crit = e.get("criteria", [])
-        scale = f" x{float(e['scale']):g}" if len(pert.get("protocol", {}).get("scales", [])) > 1 else ""  # type: ignore[union-attr]
-        parts.append(f"{pert.get('protocol', {}).get('perturbation', '?')}{scale} k={e['k']}: "  # type: ignore[union-attr]
+        scale = f" x{float(e['scale']):g}" if len(proto.get("scales", [])) > 1 else ""
+        parts.append(f"{proto.get('perturbation', '?')}{scale} k={e['k']}: "
                      f"{sum(bool(c['passed']) for c in crit)}/{len(crit)} criteria pass")
     return "; ".join(parts)

@@ -20,6 +20,7 @@ GROUPINGS: dict[str, Callable[[ParamInfo], str]] = {
     "by_layer": lambda p: "none" if p.layer is None else str(p.layer),
     "by_component": lambda p: p.component,
     "by_role": lambda p: p.role or p.component,
+    "by_layer_component": lambda p: f"{'none' if p.layer is None else p.layer}/{p.component}",
 }
 
 
