@@ -32,3 +32,16 @@ def test_batch_size_does_not_change_scores(make_ctx) -> None:
     four = get_metric("grad_x_weight")(make_ctx(model, batch_size=4, accumulate_on="cpu"))
     for name in one.scores:
         torch.testing.assert_close(one.scores[name], four.scores[name], rtol=1e-4, atol=1e-9)
+
+
+def test_activation_checkpointing_gives_the_same_scores(make_ctx) -> None:
+    """--checkpointing recomputes block activations in backward; scores and model state are unchanged."""
+    from dataclasses import replace
+
+    model = build_tiny_model("tiny-llama")
+    ctx = make_ctx(model, n_windows=4, batch_size=2)
+    plain = get_metric("grad_x_weight")(ctx)
+    checkpointed = get_metric("grad_x_weight")(replace(ctx, checkpointing=True))
+    for name, score in plain.scores.items():
+        torch.testing.assert_close(checkpointed.scores[name], score, rtol=1e-5, atol=1e-10)
+    assert not model.training and not any(m.training for m in model.modules())

@@ -104,6 +104,7 @@ def run(
     device: Device = "auto",
     device_map: DeviceMap = None,
     accumulate_on: Annotated[str, typer.Option("--accumulate-on", help="Where float32 score accumulators live: param (same device) or cpu.")] = "param",
+    checkpointing: Annotated[bool, typer.Option("--checkpointing", help="Activation checkpointing: recompute each block in backward to save memory.")] = False,
     save_scores: Annotated[bool, typer.Option("--save-scores", help="Write full score tensors as safetensors.")] = False,
     save_plots: Annotated[bool, typer.Option("--save-plots", help="Draw figures into plots/.")] = False,
     weight_analysis: Annotated[bool, typer.Option("--weight-analysis", help="Magnitude, row/column concentration and tokens of the top-k.")] = False,
@@ -135,7 +136,7 @@ def run(
         data=DataOptions(dataset=dataset, seq_len=seq_len, max_samples=max_samples, eval_samples=eval_samples, bos=bos, batch_size=batch_size),
         metric=metric, mode=mode, topk=max(ks), seeds=parse_int_list(seeds, "--seeds"),
         stability_check=stability_check, probes=probes, include=include or [], exclude=exclude or [],
-        accumulate_on=accumulate_on, save_scores=save_scores, save_plots=save_plots,
+        accumulate_on=accumulate_on, checkpointing=checkpointing, save_scores=save_scores, save_plots=save_plots,
         weight_analysis=weight_analysis, architecture_analysis=architecture_analysis,
         perturb=PerturbOptions(
             perturb=perturb, scales=parse_float_list(perturb_scale, "--perturb-scale"), prob=perturb_prob, bit=bit,

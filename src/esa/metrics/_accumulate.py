@@ -8,9 +8,11 @@ each metric module down to its own arithmetic.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 from typing import Callable, Iterator
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 from tqdm import tqdm
 
@@ -99,14 +101,45 @@ def scoring_session(ctx: ScoringContext, *, grad: bool) -> Iterator[dict[str, nn
             for p, _, _ in state:
                 p.grad = None
                 p.requires_grad_(id(p) in scored)
+        if grad and ctx.checkpointing:
+            _enable_checkpointing(ctx.model)
         with torch.set_grad_enabled(grad):
             yield params
     finally:
+        if grad and ctx.checkpointing:
+            _disable_checkpointing(ctx.model)
         for p, requires_grad, old_grad in state:
             p.requires_grad_(requires_grad)
             p.grad = old_grad
         for m, training in modes:
             m.training = training
+
+
+def _checkpointed_blocks(model: nn.Module) -> list[nn.Module]:
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def _enable_checkpointing(model: nn.Module) -> None:
+    """Activation checkpointing per decoder block, in eval semantics.
+
+    transformers only checkpoints a block whose `training` flag is set, so exactly those block modules are
+    flagged; their dropout/attention submodules stay in eval mode, so the scores are the eval-mode scores.
+    """
+    blocks = _checkpointed_blocks(model)
+    if not blocks:
+        raise EsaError("--checkpointing needs a transformers model whose decoder blocks support gradient checkpointing")
+    for block in blocks:
+        block.gradient_checkpointing = True
+        block._gradient_checkpointing_func = partial(torch.utils.checkpoint.checkpoint, use_reentrant=False)
+        block.training = True
+
+
+def _disable_checkpointing(model: nn.Module) -> None:
+    for block in _checkpointed_blocks(model):
+        block.gradient_checkpointing = False
+        block.training = False
 
 
 @contextmanager

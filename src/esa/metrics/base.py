@@ -23,6 +23,7 @@ class ScoringContext:
     probes: int = 8
     accumulate_on: str = "param"  # "param": accumulator on the parameter's device; "cpu"
     progress: bool = False
+    checkpointing: bool = False  # recompute each decoder block's activations in backward (saves memory)
 
 
 @dataclass

@@ -80,6 +80,7 @@ class RunConfig:
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     accumulate_on: str = "param"
+    checkpointing: bool = False
     save_scores: bool = False
     save_plots: bool = False
     weight_analysis: bool = False

@@ -31,7 +31,7 @@ class SeedProfile:
 
 def score_model(
     lm: LoadedModel, metric: Metric, windows: WindowSet, param_names: list[str], *, seed: int, batch_size: int,
-    probes: int = 8, accumulate_on: str = "param", progress: bool = False,
+    probes: int = 8, accumulate_on: str = "param", progress: bool = False, checkpointing: bool = False,
 ) -> MetricResult:
     """Run `metric` over the calibration windows for the named parameters."""
     device = input_device(lm.model)
@@ -45,6 +45,7 @@ def score_model(
         probes=probes,
         accumulate_on=accumulate_on,
         progress=progress,
+        checkpointing=checkpointing,
     )
     return metric(ctx)
 
@@ -108,6 +109,7 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 def profile_seed(
     lm: LoadedModel, metric: Metric, windows: WindowSet, param_names: list[str], *, seed: int, k: int, mode: str,
     batch_size: int, probes: int = 8, accumulate_on: str = "param", progress: bool = False, bottom: bool = False,
+    checkpointing: bool = False,
 ) -> SeedProfile:
     """Score, rank and summarise one seed's calibration windows (and rank the bottom-k when asked)."""
     import time
@@ -116,7 +118,7 @@ def profile_seed(
     t = time.perf_counter()
     result = score_model(
         lm, metric, windows, param_names, seed=seed, batch_size=batch_size, probes=probes,
-        accumulate_on=accumulate_on, progress=progress,
+        accumulate_on=accumulate_on, progress=progress, checkpointing=checkpointing,
     )
     timings["score"] = time.perf_counter() - t
     t = time.perf_counter()

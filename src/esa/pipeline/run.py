@@ -55,6 +55,7 @@ def run_command(cfg: RunConfig) -> str:
                 lm, metric, windows, names, seed=seed, k=cfg.topk, mode=cfg.mode, batch_size=cfg.data.batch_size,
                 probes=cfg.probes, accumulate_on=cfg.accumulate_on, progress=progress,
                 bottom=cfg.perturb.perturb is not None and "bottom_k" in cfg.perturb.controls,
+                checkpointing=cfg.checkpointing,
             )
             for name, seconds in prof.timings.items():
                 manifest.timings[name] = manifest.timings.get(name, 0.0) + seconds
