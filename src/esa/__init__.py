@@ -1,3 +1,49 @@
-"""ESA: find the few weights of a transformer language model that matter most, and prove it."""
+"""ESA: find the few weights of a transformer language model that matter most, and prove it.
+
+The public API, in one place (imported lazily, so `import esa` stays cheap)::
+
+    lm = esa.load_model("smollm2-135m")
+    windows = esa.make_windows(esa.load_corpus("builtin", lm.tokenizer), seq_len=128, n_calib=16, n_eval=16, seed=1)
+    profile = esa.profile_seed(lm, esa.get_metric("grad_x_weight"), windows, list(lm.params),
+                               seed=1, k=100, mode="global", batch_size=4)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API: dict[str, str] = {
+    # models and data
+    "load_model": "esa.models", "describe_parameters": "esa.models", "LoadedModel": "esa.models",
+    "ParamInfo": "esa.models", "BUNDLED_ALIASES": "esa.models",
+    "load_corpus": "esa.data", "make_windows": "esa.data", "WindowSet": "esa.data", "Corpus": "esa.data",
+    # evaluation
+    "evaluate": "esa.evaluation", "run_baseline": "esa.evaluation", "EvalResult": "esa.evaluation",
+    "next_token_nll": "esa.evaluation",
+    # metrics
+    "get_metric": "esa.metrics", "register_metric": "esa.metrics", "as_metric": "esa.metrics",
+    "METRICS": "esa.metrics", "ScoringContext": "esa.metrics", "MetricResult": "esa.metrics",
+    # ranking and statistics
+    "top_k": "esa.ranking", "filter_params": "esa.ranking", "WeightSet": "esa.ranking",
+    "score_statistics": "esa.statistics", "stability_report": "esa.statistics", "bootstrap_ci": "esa.statistics",
+    # perturbation
+    "apply_perturbation": "esa.perturb", "get_perturbation": "esa.perturb", "PERTURBATIONS": "esa.perturb",
+    "random_matched": "esa.perturb", "random_matched_magnitude": "esa.perturb",
+    # analyses
+    "detect_superweights": "esa.analysis", "weight_analysis": "esa.analysis", "architecture_analysis": "esa.analysis",
+    "plan_run": "esa.scale",
+    # pipeline steps
+    "profile_seed": "esa.pipeline.profile", "score_model": "esa.pipeline.profile",
+    "EsaError": "esa.errors",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'esa' has no attribute {name!r}")
