@@ -64,7 +64,7 @@ class MetricCost:
 METRIC_COSTS: dict[str, MetricCost] = {
     "magnitude": MetricCost(data=False, backward=False, accumulators=1, results=1, passes=0),
     "act_mag": MetricCost(data=True, backward=False, accumulators=0, results=1, passes=1, linear_only=True),
-    "grad_x_weight": MetricCost(data=True, backward=True, accumulators=1, results=2, passes=3),
+    "grad_x_weight": MetricCost(data=True, backward=True, accumulators=1, results=1, passes=3),  # scores in place
     "grad_squared": MetricCost(data=True, backward=True, accumulators=1, results=1, passes=3, micro_batch=1),
     "hutchinson_diag": MetricCost(
         data=True, backward=True, accumulators=3, results=4, passes=7, gradient_copies=2,
