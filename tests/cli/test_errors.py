@@ -104,3 +104,18 @@ def test_usage_error_exit_code(esa, tmp_path):
     result = esa("run", "--no-such-flag")
     assert result.code == 2
     assert "Traceback" not in result.err
+
+
+def test_out_of_memory_is_one_line_with_advice(esa, tmp_path, monkeypatch):
+    """A CUDA out-of-memory during scoring is answered with settings that would fit, not a trace."""
+    import torch
+
+    import esa.pipeline.run as run_module
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.91 GiB")
+
+    monkeypatch.setattr(run_module, "profile_seed", oom)
+    out = tmp_path / "out"
+    result = esa("run", *TINY, "--out-dir", out)
+    assert_clean_failure(result, out, "out of", "memory")

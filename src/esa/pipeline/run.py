@@ -51,12 +51,15 @@ def run_command(cfg: RunConfig) -> str:
                 session.corpus, cfg.data.seq_len, cfg.data.max_samples, cfg.data.eval_samples, seed,
                 bos_id=bos_id, max_seq_len=lm.max_seq_len,
             )
-            prof = profile_seed(
-                lm, metric, windows, names, seed=seed, k=cfg.topk, mode=cfg.mode, batch_size=cfg.data.batch_size,
-                probes=cfg.probes, accumulate_on=cfg.accumulate_on, progress=progress,
-                bottom=cfg.perturb.perturb is not None and "bottom_k" in cfg.perturb.controls,
-                checkpointing=cfg.checkpointing,
-            )
+            try:
+                prof = profile_seed(
+                    lm, metric, windows, names, seed=seed, k=cfg.topk, mode=cfg.mode, batch_size=cfg.data.batch_size,
+                    probes=cfg.probes, accumulate_on=cfg.accumulate_on, progress=progress,
+                    bottom=cfg.perturb.perturb is not None and "bottom_k" in cfg.perturb.controls,
+                    checkpointing=cfg.checkpointing,
+                )
+            except torch.OutOfMemoryError as exc:
+                raise _out_of_memory(exc, cfg) from None
             for name, seconds in prof.timings.items():
                 manifest.timings[name] = manifest.timings.get(name, 0.0) + seconds
             with manifest.stage("write"):
@@ -114,6 +117,18 @@ def run_command(cfg: RunConfig) -> str:
         )
         atomic_write_json(stage / "experiment_manifest.json", manifest.to_dict())
     return _summary(cfg, lm, profiles, stats, table, perturbation, manifest)
+
+
+def _out_of_memory(exc: BaseException, cfg: RunConfig) -> EsaError:
+    """A CUDA OOM becomes one line naming the settings the planner predicts would fit."""
+    from esa.scale import oom_advice
+
+    n_gpus = torch.cuda.device_count() if cfg.model.device_map else 1
+    return oom_advice(exc, {
+        "model": cfg.model.model, "metric": cfg.metric, "dtype": cfg.model.dtype, "seq_len": cfg.data.seq_len,
+        "batch_size": cfg.data.batch_size, "n_samples": cfg.data.max_samples, "n_gpus": max(1, n_gpus),
+        "checkpointing": cfg.checkpointing, "accumulate_on": cfg.accumulate_on, "probes": cfg.probes,
+    })
 
 
 def _drop_tensors(result: Any) -> Any:
