@@ -50,7 +50,8 @@ def test_router_is_scored_and_fused_experts_are_not(make_ctx) -> None:
     result = get_metric("act_mag")(ctx)
     router = "model.layers.1.mlp.gate.weight"
     norm = captured_input_norms(model, torch.cat(list(ctx.batches())), {router: model.model.layers[1].mlp.gate})[router]
-    torch.testing.assert_close(result.scores[router], (model.get_parameter(router).detach().double().abs() * norm).float())
+    expected = (model.get_parameter(router).detach().double().abs() * norm).float()
+    torch.testing.assert_close(result.scores[router], expected)
     assert not any("experts" in n for n in result.scores)
     assert "expert: 4" in result.notes[0] and "norm: 5" in result.notes[0] and "embedding: 1" in result.notes[0]
 

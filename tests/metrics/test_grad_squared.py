@@ -9,7 +9,7 @@ from esa.models.tiny import build_tiny_model
 
 
 def per_window_fisher(model: torch.nn.Module, ids: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Brute force: for each window alone, the gradient of its mean loss (transformers' loss), squared; then the mean."""
+    """Brute force: each window alone, the gradient of its mean loss (transformers' loss), squared; then the mean."""
     names, params = zip(*model.named_parameters())
     total = [torch.zeros_like(p, dtype=torch.float64) for p in params]
     for window in ids:

@@ -1,4 +1,4 @@
-"""The contract every registered metric keeps, on every tiny family (table-driven: a new metric is tested here for free)."""
+"""The contract every registered metric keeps on every tiny family (table-driven: a new metric is tested for free)."""
 
 from __future__ import annotations
 

@@ -111,5 +111,7 @@ def _notes(ctx: ScoringContext, params: dict[str, nn.Parameter], inputs: dict[st
         )
     unused = [n for n, i in inputs.items() if i.calls == 0]
     if unused:
-        notes.append(f"act_mag: {len(unused)} linear weights saw no input during calibration and score 0 ({', '.join(unused)})")
+        notes.append(
+            f"act_mag: {len(unused)} linear weights saw no input during calibration and score 0 ({', '.join(unused)})"
+        )
     return notes

@@ -11,7 +11,8 @@ but hold batch-size copies of the gradients, which this tool avoids.
 from __future__ import annotations
 
 from esa.metrics._accumulate import (
-    add_square, calibration, check_finite, filled, folded_gradients, loss_share, progress, scoring_session, with_aliases,
+    add_square, calibration, check_finite, filled, folded_gradients, loss_share, progress, scoring_session,
+    with_aliases,
 )
 from esa.metrics.base import MetricResult, ScoringContext
 

@@ -57,7 +57,9 @@ class HutchinsonDiag:
                     _hvp(ctx.model, ids, ctx.n_tokens, params, z)
                 for name in params:  # estimate = z ⊙ Hz (zero where backward never reached), then Welford's update
                     estimate = hz.pop(name, None)
-                    estimate = torch.zeros_like(mean[name]) if estimate is None else estimate.mul_(z[name].to(estimate.device))
+                    if estimate is None:
+                        estimate = torch.zeros_like(mean[name])
+                    estimate.mul_(z[name].to(estimate.device))
                     delta = estimate - mean[name]
                     mean[name].add_(delta, alpha=1.0 / k)
                     m2[name].addcmul_(delta, estimate.sub_(mean[name]))

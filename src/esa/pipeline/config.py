@@ -10,23 +10,22 @@ from esa.errors import EsaError
 DEFAULT_MODEL = "smollm2-135m"
 
 
-def parse_int_list(text: str | None, flag: str) -> list[int]:
-    """'1337,123,999' -> [1337, 123, 999], with an error that names the flag."""
+def _parse_list(text: str | None, flag: str, cast: type, kind: str) -> list:
     if text is None or str(text).strip() == "":
         return []
     try:
-        return [int(x) for x in str(text).split(",") if x.strip() != ""]
+        return [cast(x) for x in str(text).split(",") if x.strip() != ""]
     except ValueError:
-        raise EsaError(f"{flag} expects comma-separated integers, got {text!r}") from None
+        raise EsaError(f"{flag} expects comma-separated {kind}, got {text!r}") from None
+
+
+def parse_int_list(text: str | None, flag: str) -> list[int]:
+    """'1337,123,999' -> [1337, 123, 999], with an error that names the flag."""
+    return _parse_list(text, flag, int, "integers")
 
 
 def parse_float_list(text: str | None, flag: str) -> list[float]:
-    if text is None or str(text).strip() == "":
-        return []
-    try:
-        return [float(x) for x in str(text).split(",") if x.strip() != ""]
-    except ValueError:
-        raise EsaError(f"{flag} expects comma-separated numbers, got {text!r}") from None
+    return _parse_list(text, flag, float, "numbers")
 
 
 def parse_name_list(text: str | None) -> list[str]:
