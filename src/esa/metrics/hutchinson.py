@@ -8,10 +8,11 @@ each parameter is folded into a float32 accumulator as soon as it exists. Probes
 Welford's update: extras "signed" is the mean estimate, "stderr" its standard error over probes
 (std / sqrt(probes)), and the score is |mean|.
 
-Cost per probe: one forward, one backward that keeps its graph, and one double backward over every
-calibration window, each a few times one plain gradient. Memory: the first-order gradients with their
-graph (several times a plain backward's activations) plus four parameter-sized buffers (z in the model
-dtype, reused across probes; Hz, mean and M2 in float32).
+Cost per probe, over every calibration window: a forward, a backward that records its own graph and a
+double backward (about two backwards), so roughly three plain gradients, plus a few passes over the
+parameters (probe draw, Welford update). Memory: the first-order gradients with their graph (several times
+a plain backward's activations) plus four parameter-sized buffers (z in the model dtype, reused across
+probes; Hz, mean and M2 in float32).
 Fused attention kernels (flash, memory-efficient, CPU flash) have no double backward, so attention runs
 on PyTorch's math kernel here.
 """
