@@ -7,10 +7,11 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
+from esa.artifacts.rundir import WRITE_ERRNOS, write_error
 from esa.errors import EsaError
 
 
@@ -21,18 +22,33 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    """`write(tmp)` a temp file in the same folder, then rename it over `path`.
+
+    A directory in the way, a full disk or the file-size limit is an EsaError naming the file, and no
+    temp file is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise EsaError(f"{path} is a directory; give a file path to write to")
+    tmp: str | None = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        write(tmp)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            raise write_error(exc, path) from None
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -69,13 +85,4 @@ def write_table(df: pd.DataFrame, csv_path: Path, parquet: bool = True) -> None:
     """CSV for people and spreadsheets, Parquet (same rows) for pandas/polars users."""
     atomic_write_text(csv_path, df.to_csv(index=False, lineterminator="\n"))
     if parquet:
-        pq = csv_path.with_suffix(".parquet")
-        fd, tmp = tempfile.mkstemp(dir=pq.parent, prefix=f".{pq.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            df.to_parquet(tmp, index=False)
-            os.chmod(tmp, _umask_mode())
-            os.replace(tmp, pq)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _atomic(Path(csv_path).with_suffix(".parquet"), lambda tmp: df.to_parquet(tmp, index=False))

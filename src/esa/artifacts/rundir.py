@@ -49,9 +49,9 @@ def is_run_dir(path: Path) -> bool:
 def write_error(exc: OSError, where: Path | str) -> EsaError:
     """The one-line EsaError for an OSError a user can act on (full disk, size limit, permissions)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        hint = "the disk (or quota) is full; free space or choose another --out-dir"
+        hint = "the disk (or quota) is full; free space or write elsewhere"
     elif exc.errno == errno.EFBIG:
-        hint = "a file exceeds the file-size limit (ulimit -f) or the filesystem's maximum; raise it or choose another --out-dir"
+        hint = "a file exceeds the file-size limit (ulimit -f) or the filesystem's maximum; raise it or write elsewhere"
     else:
         hint = f"{exc.strerror or exc}; choose another path"
     name = exc.filename or where
