@@ -1,0 +1,28 @@
+"""Quantization of the linear layers: RTN and GPTQ, critical-weight protection, mixed precision, export."""
+
+import sys
+import types
+from typing import Any
+
+from esa.quantize.allocate import OBJECTIVE, Allocation, allocate
+from esa.quantize.core import METHODS, QuantResult, quantize
+from esa.quantize.gptq import gptq
+from esa.quantize.protect import Protection, protect
+from esa.quantize.rtn import SUPPORTED_BITS, Grid, QuantizedMatrix, fit_grid, rtn
+from esa.quantize.scores import ScoreCache
+from esa.quantize.targets import Target, find_targets
+
+__all__ = [
+    "METHODS", "OBJECTIVE", "SUPPORTED_BITS", "Allocation", "Grid", "Protection", "QuantResult", "QuantizedMatrix",
+    "ScoreCache", "Target", "allocate", "find_targets", "fit_grid", "gptq", "protect", "quantize", "rtn",
+]
+
+
+class _CallablePackage(types.ModuleType):
+    """`esa.quantize(lm, ...)` calls the function although `esa.quantize` is also this package's name."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> QuantResult:
+        return quantize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
