@@ -3,16 +3,23 @@
 Dequantizing SmolLM2-135M takes ~20 s; loading the cached copy a second or two. Every GGUF load goes
 through the cache, so the first and the hundredth load give the same model. The cache key covers the
 file (name, size, mtime) and the transformers version that converted it.
+
+Each entry records its files' sizes (and SHA-256 of the small ones); a load checks the sizes and the
+safetensors headers (milliseconds, no full read) and rebuilds an entry found damaged. When the cache root
+cannot be written (read-only HOME, ESA_CACHE_DIR naming a file) a new entry goes to a temporary cache
+for this process, with a warning.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +30,14 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
 from esa.errors import EsaError
+from esa.models.files import check_gguf, damaged, safetensors_header
 from esa.models.hf import HfOptions, hf_errors, progress_bars
 
 log = logging.getLogger("esa")
 
 _CACHE_FORMAT = 1  # bump when the cached layout changes, so old copies are not reused
 CACHE_META = "esa_gguf.json"
+_HASHED_BELOW = 64 * 2**20  # files smaller than this are hashed on every load; larger ones checked by size and header
 
 
 @dataclass(frozen=True)
@@ -72,17 +81,96 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "esa"
 
 
+def writable_cache_dir() -> Path:
+    """`cache_dir()` when it can be written, else this process's temporary cache (warned once)."""
+    root = cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(dir=root, prefix=".esa-probe-"))
+        probe.rmdir()
+        return root
+    except OSError as exc:
+        return _temporary_cache(str(root), exc.strerror or str(exc))
+
+
+@lru_cache(maxsize=1)
+def _temporary_cache(root: str, why: str) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix="esa-cache-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    log.warning("cannot write the model cache %s (%s); using a temporary cache for this run (set ESA_CACHE_DIR "
+                "to a writable directory to keep converted models)", root, why)
+    return tmp
+
+
 def load_gguf(source: GgufSource, options: HfOptions) -> tuple[nn.Module, Any, dict[str, Any]]:
     """(model, tokenizer, extra facts) for a GGUF, building its dequantized copy on first use."""
-    cached = cache_dir() / source.cache_key()
-    if not (cached / CACHE_META).is_file():
-        log.info("dequantizing %s once (cached under %s)", source.name, cached)
-        build_cache(source, cached, options.progress)
+    cached = _usable_entry(cache_dir() / source.cache_key())
+    if cached is None:
+        cached = writable_cache_dir() / source.cache_key()
+        if _usable_entry(cached) is None:
+            log.info("dequantizing %s once (cached under %s)", source.name, cached)
+            build_cache(source, cached, options.progress)
     meta = json.loads((cached / CACHE_META).read_text())
     with hf_errors(source.name), progress_bars(options.progress):
         model = AutoModelForCausalLM.from_pretrained(cached, use_safetensors=True, **options.model_kwargs())
         tokenizer = AutoTokenizer.from_pretrained(cached)
     return model, tokenizer, {"gguf_file": source.name, "gguf_quantization": meta["quantization"]}
+
+
+def _usable_entry(entry: Path) -> Path | None:
+    """`entry` when it holds a complete copy; a damaged one is removed (when we may) so it gets rebuilt."""
+    if not entry.is_dir():
+        return None
+    try:
+        verify_entry(entry)
+        return entry
+    except (EsaError, OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("the cached copy %s is damaged (%s); rebuilding it", entry, exc)
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
+
+
+def verify_entry(entry: Path) -> None:
+    """Raise when a file recorded in the entry's metadata is missing, resized, rehashed or not loadable."""
+    meta = json.loads((entry / CACHE_META).read_text())
+    files = meta.get("files")
+    if files is None:  # written before sizes were recorded: check structure, then record them
+        for path in entry.glob("*.safetensors"):
+            safetensors_header(path)
+        meta["files"] = _file_records(entry)
+        try:  # atomically: other processes may be reading this entry
+            fd, tmp = tempfile.mkstemp(dir=entry, prefix=f".{CACHE_META}.")
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(meta, indent=2))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, entry / CACHE_META)
+        except OSError:
+            pass  # a read-only shared cache: verified anyway
+        return
+    for name, record in files.items():
+        path = entry / name
+        size = path.stat().st_size
+        if size != record["size"]:
+            raise damaged(path, f"{size} bytes, {record['size']} recorded")
+        if record.get("sha256") is not None and _sha256(path) != record["sha256"]:
+            raise damaged(path, "its SHA-256 differs from the recorded one")
+        if path.suffix == ".safetensors":
+            safetensors_header(path)
+
+
+def _file_records(entry: Path) -> dict[str, dict[str, Any]]:
+    return {
+        p.name: {"size": p.stat().st_size, "sha256": _sha256(p) if p.stat().st_size < _HASHED_BELOW else None}
+        for p in sorted(entry.iterdir()) if p.is_file() and p.name != CACHE_META
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def build_cache(source: GgufSource, cached: Path, progress: bool) -> None:
@@ -93,6 +181,7 @@ def build_cache(source: GgufSource, cached: Path, progress: bool) -> None:
     try:
         with tempfile.TemporaryDirectory(dir=cached.parent) as workdir:
             gguf = source.materialize(Path(workdir))
+            check_gguf(gguf)
             with hf_errors(source.name), progress_bars(progress):
                 model = AutoModelForCausalLM.from_pretrained(
                     gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
@@ -106,6 +195,7 @@ def build_cache(source: GgufSource, cached: Path, progress: bool) -> None:
         with progress_bars(progress):
             model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        meta["files"] = _file_records(tmp)
         (tmp / CACHE_META).write_text(json.dumps(meta, indent=2))
         try:
             tmp.rename(cached)

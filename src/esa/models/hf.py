@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import socket
+from functools import lru_cache
+from urllib.parse import urlparse
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -44,12 +48,49 @@ def hf_errors(spec: str, not_found: EsaError | None = None) -> Iterator[None]:
         raise (not_found or EsaError(f"cannot read {spec}: {_first_line(exc)}")) from exc
     except ImportError as exc:
         raise EsaError(f"loading {spec} needs a missing package: {_first_line(exc)}") from exc
+    except pickle.UnpicklingError as exc:
+        raise EsaError(f"{spec} holds a pickle checkpoint torch refuses to load safely; convert it to safetensors "
+                       "from a trusted copy") from exc
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
-            raise EsaError(f"{spec} runs custom code from its repository; pass --trust-remote-code if you trust it") from exc
+            raise EsaError(f"{spec} needs Python code shipped with the model; pass --trust-remote-code only if you "
+                           "trust its authors, since that code runs with your permissions") from exc
         if "gguf" in str(exc).lower():
             raise EsaError(f"cannot read {spec}: {_first_line(exc)}") from exc
         raise
+    except Exception as exc:  # safetensors' Rust errors and transformers' size-mismatch RuntimeError
+        if type(exc).__name__ == "SafetensorError" or "size mismatch" in str(exc) or "ignore_mismatched_sizes" in str(exc):
+            raise EsaError(f"cannot read the weights of {spec} ({_first_line(exc)}); re-download or re-save the model") from exc
+        raise
+
+
+@lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the hub's host accepts a TCP connection (once per process; HF_HUB_OFFLINE=1 means no)."""
+    import huggingface_hub.constants as hub
+
+    if hub.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(hub.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def go_offline_unless_reachable() -> bool:
+    """Switch the hub client to offline mode when no network reaches it: one fast failure, no retry storm.
+
+    Returns whether the hub is reachable. Local cache hits still work offline.
+    """
+    import huggingface_hub.constants as hub
+
+    if hub_reachable():
+        return True
+    hub.HF_HUB_OFFLINE = True
+    os.environ["HF_HUB_OFFLINE"] = "1"  # for libraries that read the environment themselves
+    return False
 
 
 @contextlib.contextmanager

@@ -13,7 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from esa.errors import EsaError
 from esa.models.aliases import BUNDLED_ALIASES, BUNDLED_GGUF
 from esa.models.gguf import GgufSource, load_gguf
-from esa.models.hf import HfOptions, hf_errors, progress_bars
+from esa.models.files import check_model_dir
+from esa.models.hf import HfOptions, go_offline_unless_reachable, hf_errors, progress_bars
 from esa.models.layout import config_num_layers, describe_parameters, find_decoder_blocks, is_tied
 from esa.models.tiny import TINY_CONFIGS, build_tiny_model, byte_tokenizer
 from esa.models.types import LoadedModel
@@ -36,7 +37,10 @@ def load_model(
     With `device_map` (e.g. "auto", placed by accelerate) `device` is ignored; otherwise the whole model
     moves to `device` ("cpu", "cuda", "cuda:N", or "auto" = cuda when available).
     """
-    options = HfOptions(parse_dtype(dtype), device_map, trust_remote_code, attn_implementation, progress)
+    if not spec.strip():
+        raise EsaError("--model is empty; give a hub id, a local directory, a .gguf file or an alias from `esa models`")
+    options = HfOptions(parse_dtype(dtype), check_device_map(device_map), trust_remote_code, attn_implementation,
+                        progress)
     target = resolve_device("auto" if device_map else device)
     extra: dict[str, Any] = {}
     if spec in TINY_CONFIGS:
@@ -53,6 +57,9 @@ def load_model(
             raise EsaError(f"GGUF file {spec} not found")
         model, tokenizer, extra = load_gguf(GgufSource.file(path), options)
         source = "gguf"
+    elif _single_gguf(Path(spec).expanduser()) is not None:
+        model, tokenizer, extra = load_gguf(GgufSource.file(_single_gguf(Path(spec).expanduser())), options)  # type: ignore[arg-type]
+        source = "gguf"
     else:
         model, tokenizer, source = _load_pretrained(spec, options)
     if device_map is None:
@@ -65,6 +72,28 @@ def parse_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
         raise EsaError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     return DTYPES[dtype]
+
+
+_DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def check_device_map(device_map: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+    """accelerate's named strategies, or one device for everything; an explicit dict passes through."""
+    if device_map is None or isinstance(device_map, dict) or device_map in _DEVICE_MAPS:
+        return device_map
+    if device_map == "cpu" or re.fullmatch(r"cuda(:\d+)?|\d+", device_map):
+        if device_map != "cpu":
+            resolve_device(device_map if device_map.startswith("cuda") else f"cuda:{device_map}")
+        return device_map
+    raise EsaError(f"unknown --device-map {device_map!r}: use {', '.join(_DEVICE_MAPS)}, cpu or cuda:N")
+
+
+def _single_gguf(path: Path) -> Path | None:
+    """A directory holding one .gguf file and no transformers checkpoint loads as that GGUF."""
+    if not path.is_dir() or any(path.glob("*.safetensors")) or any(path.glob("*.bin")):
+        return None
+    ggufs = sorted(path.glob("*.gguf"))
+    return ggufs[0] if len(ggufs) == 1 else None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -92,12 +121,17 @@ def _load_pretrained(spec: str, options: HfOptions) -> tuple[nn.Module, Any, str
     """A local directory or a hub id; anything else is reported as not found, naming what was tried."""
     path = Path(spec).expanduser()
     local = path.is_dir()
+    if local:
+        check_model_dir(path, options.trust_remote_code)
+    elif path.exists() or not _HUB_ID.fullmatch(spec):
+        raise EsaError(f"model {spec!r} not found: not a local directory, .gguf file, bundled alias "
+                       f"({', '.join(BUNDLED_ALIASES)}) or Hugging Face hub id")
+    online = local or go_offline_unless_reachable()
     not_found = EsaError(
-        f"model {spec!r} not found: not a local path, bundled alias ({', '.join(BUNDLED_ALIASES)}) "
-        "or reachable Hugging Face hub id"
+        f"model {spec!r} not found: not a local path, bundled alias ({', '.join(BUNDLED_ALIASES)}) or "
+        + ("Hugging Face hub id" if online else "hub id in the local cache (the Hugging Face hub is unreachable)")
+        + "; check the name, or see `esa models`"
     )
-    if not local and (path.exists() or not _HUB_ID.fullmatch(spec)):
-        raise not_found
     where = str(path) if local else spec
     with hf_errors(spec, not_found), progress_bars(options.progress):
         model = AutoModelForCausalLM.from_pretrained(where, **options.model_kwargs())
