@@ -1,0 +1,44 @@
+"""Pruning guided by sensitivity scores: magnitude, Wanda (act_mag), gradient metrics, SparseGPT, ESA's own.
+
+    from esa.prune import prune
+    result = prune(lm, windows, score="act_mag", sparsity=0.5)             # Wanda, one-shot, per row
+    result = prune(lm, windows, score="sparsegpt", pattern="2:4", sequential=True)
+    result.ppl, result.achieved_sparsity                                   # the model is restored bit-exactly
+
+`keep=True` leaves the pruned weights in memory for `save_pruned_model`.
+"""
+
+from esa.prune.criterion import FORMULA, MARGIN, beats_magnitude, bits_per_byte, gap_improvement
+from esa.prune.patterns import GROUPS, Pattern, parse_pattern, prune_masks
+from esa.prune.prune import PruneResult, prune
+from esa.prune.save import pruning_provenance, save_pruned_model, superweight_positions
+from esa.prune.scores import ESA, ESA_BETA, SPARSEGPT, esa_blend, score_names, weight_scores
+from esa.prune.sparsegpt import SparseGPTLayer, sparsegpt_layer
+from esa.prune.targets import Target, find_targets
+
+__all__ = [
+    "ESA",
+    "ESA_BETA",
+    "FORMULA",
+    "GROUPS",
+    "MARGIN",
+    "SPARSEGPT",
+    "Pattern",
+    "PruneResult",
+    "SparseGPTLayer",
+    "Target",
+    "beats_magnitude",
+    "bits_per_byte",
+    "esa_blend",
+    "find_targets",
+    "gap_improvement",
+    "parse_pattern",
+    "prune",
+    "prune_masks",
+    "pruning_provenance",
+    "save_pruned_model",
+    "score_names",
+    "sparsegpt_layer",
+    "superweight_positions",
+    "weight_scores",
+]
