@@ -1,5 +1,6 @@
 """Studies across finished runs: one table of runs, scaling fits, and family comparisons."""
 
+from esa.studies.scaling import ScalingFit, ScalingResult, scaling
 from esa.studies.table import run_table
 
-__all__ = ["run_table"]
+__all__ = ["ScalingFit", "ScalingResult", "run_table", "scaling"]
