@@ -36,6 +36,7 @@ NAN = float("nan")
 # Scores above this multiple of the median count as "above threshold" (frac_above_threshold).
 THRESHOLD_X_MEDIAN = 100.0
 TOP_SHARE_KEY = "0.1%"
+FEED_FORWARD = ("mlp", "expert", "router")
 # The per-run sensitivity quantities, named as in sensitivity_stats.json "global".
 SENSITIVITY_QUANTITIES = ("max_over_median", "max_over_mean", "gini", "top_share_0.1%", "frac_above_threshold")
 INSTRUCT_PATTERN = re.compile(r"instruct|chat|(^|[-_.])it($|[-_.])|sft", re.IGNORECASE)
@@ -135,9 +136,15 @@ def sensitivity_fields(stats: dict[str, Any] | None) -> dict[str, Any]:
     total = sum(_num(v.get("sum")) for v in (stats.get("by_component") or {}).values())
     for comp, v in (stats.get("by_component") or {}).items():
         out[f"mass_share_{comp}"] = _num(v.get("sum")) / total if total > 0 else NAN
-    att = stats.get("architecture_analysis", {}).get("attention_vs_mlp") or {}
-    out["attention_vs_mlp"] = _num(att.get("mass_ratio"))
+    out["attention_vs_mlp"] = attention_ratio(stats.get("by_component") or {})
     return out
+
+
+def attention_ratio(by_component: dict[str, Any]) -> float:
+    """Attention mass / feed-forward mass (mlp, expert, router), the definition of architecture_analysis."""
+    att = _num((by_component.get("attention") or {}).get("sum"))
+    ff = sum(_num((by_component.get(c) or {}).get("sum", 0.0)) for c in FEED_FORWARD if c in by_component)
+    return att / ff if ff > 0 else NAN
 
 
 def perturbation_fields(results: dict[str, Any] | None) -> dict[str, Any]:
