@@ -173,7 +173,7 @@ def perturbation_fields(results: dict[str, Any] | None) -> dict[str, Any]:
 def superweight_fields(result: dict[str, Any] | None, n_layers: float) -> dict[str, Any]:
     """Count of confirmed super weights, their strength, and where the first (strongest) one sits."""
     if result is None:
-        return {"n_superweights": NAN}
+        return {"n_superweights": NAN, "superweight_strength_max": NAN, "superweights": None}
     confirmed = [c for c in result.get("candidates") or [] if _is_super(c)]
     strength = [c["delta_ppl"] / c["ppl_baseline"] for c in confirmed
                 if _num(c.get("ppl_baseline")) > 0 and c.get("delta_ppl") is not None]
