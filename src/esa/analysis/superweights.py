@@ -30,6 +30,7 @@ from typing import Any, Callable, ContextManager, Iterator
 import torch
 from tqdm import tqdm
 
+from esa.artifacts import schema
 from esa.analysis.activations import MEDIAN_RULE, ActivationPass, ProjectionStats, activation_pass
 from esa.analysis.projections import OutputProjection, find_output_projections
 from esa.data.windows import WindowSet
@@ -117,7 +118,7 @@ class SuperweightResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     def super_weights(self) -> list[dict[str, Any]]:
-        return [c for c in self.candidates if c["verdict"] == SUPER]
+        return [c for c in self.candidates if c.get(schema.IS_SUPER_WEIGHT)]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -171,7 +172,7 @@ def detect_superweights(
             iterations.append({
                 "iteration": iteration,
                 "n_projections_spiking": len(found),
-                "zeroed": f"{best.projection.param}[{_fmt(best.index)}]",
+                "zeroed": f"{best.projection.param}[{schema.format_index(best.index)}]",
                 "output_ratio": best.output_ratio,
             })
             stack.enter_context(zeroed(lm.model, best.projection.param, best.flat_index))
@@ -189,6 +190,7 @@ def detect_superweights(
         notes.append("no evaluation windows: candidates were not validated")
         for row in rows:
             row["verdict"] = NOT_VALIDATED
+            row[schema.IS_SUPER_WEIGHT] = False
     total_s = time.perf_counter() - start
     protocol = {
         "method": "super weights (Yu et al. 2024): massive activations of MLP output projections, zeroing validated",
@@ -235,7 +237,8 @@ def rank_under_metrics(
             n = sum(t.numel() for t in scores.values())
             rank = 1 + larger
             ranks[metric] = {"rank": rank, "score": float(score), "n_scored": n, "top_percent": 100.0 * rank / n}
-        rows.append({"param": cand["param"], "index": cand["index"], "verdict": cand["verdict"], "ranks": ranks})
+        rows.append({"param": cand["param"], "index": cand["index"], "verdict": cand["verdict"],
+                     schema.IS_SUPER_WEIGHT: cand.get(schema.IS_SUPER_WEIGHT, False), "ranks": ranks})
     rule = "rank = 1 + number of scored weights (all tensors) with a strictly larger score"
     return {"rule": rule, "candidates": rows}
 
@@ -437,8 +440,8 @@ def _ppl_zeroed(lm: LoadedModel, windows: WindowSet, param: str, flat: int, batc
 def _control_row(
     lm: LoadedModel, named: dict[str, torch.nn.Parameter], param: str, flat: int, ppl: float
 ) -> dict[str, Any]:
-    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), lm.params[param].shape))
-    return {"param": param, "index": _fmt(index), "value": float(named[param].detach().reshape(-1)[flat]), "ppl": ppl}
+    index = schema.unravel(flat, lm.params[param].shape)
+    return {"param": param, "index": schema.format_index(index), "value": float(named[param].detach().reshape(-1)[flat]), "ppl": ppl}
 
 
 def _judge(
@@ -469,6 +472,7 @@ def _judge(
         "random_control_ppl_mean": rnd_mean,
         "ratio_vs_random_controls": rnd_ratio,
         "verdict": SUPER if hurts else NOT_SUPER,
+        schema.IS_SUPER_WEIGHT: bool(hurts),
     }
 
 
@@ -480,7 +484,7 @@ def _candidate_row(cand: Candidate, tokens: dict[str, Any]) -> dict[str, Any]:
         "layer": proj.layer,
         "expert": proj.expert,
         "param": proj.param,
-        "index": _fmt(index),
+        "index": schema.format_index(index),
         "row": index[-2],
         "col": index[-1],
         "flat_index": cand.flat_index,
@@ -520,6 +524,3 @@ def _most_common(counts: Counter) -> list[tuple[int, int]]:
     """The TOP_TOKENS most frequent keys, ties by key."""
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TOKENS]
 
-
-def _fmt(index: tuple[int, ...]) -> str:
-    return ",".join(str(i) for i in index)

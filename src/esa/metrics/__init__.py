@@ -5,7 +5,7 @@ one; `register_metric` / `as_metric` add a user's own.
 """
 
 from esa.metrics.act_mag import ActMag
-from esa.metrics.base import Metric, MetricResult, ScoringContext
+from esa.metrics.base import Metric, MetricCost, MetricResult, ScoringContext, metric_cost, metric_options
 from esa.metrics.grad_squared import GradSquared
 from esa.metrics.grad_x_weight import GradXWeight
 from esa.metrics.hutchinson import HutchinsonDiag
@@ -21,10 +21,13 @@ __all__ = [
     "HutchinsonDiag",
     "Magnitude",
     "Metric",
+    "MetricCost",
     "MetricResult",
     "ScoringContext",
     "as_metric",
     "check_result",
     "get_metric",
+    "metric_cost",
+    "metric_options",
     "register_metric",
 ]

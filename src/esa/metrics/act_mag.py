@@ -21,7 +21,7 @@ from esa.evaluation.nll import next_token_nll
 from esa.metrics._accumulate import (
     accumulator_device, calibration, check_finite, progress, scoring_session, with_aliases,
 )
-from esa.metrics.base import MetricResult, ScoringContext
+from esa.metrics.base import MetricCost, MetricResult, ScoringContext
 from esa.models.types import ParamInfo
 
 try:  # GPT-2-style projections store their weight transposed, [in, out]
@@ -48,6 +48,7 @@ class _Input:
 class ActMag:
     name = "act_mag"
     needs_backward = False
+    cost = MetricCost(data=True, backward=False, accumulators=0, results=1, passes=1, linear_only=True)
 
     def __call__(self, ctx: ScoringContext) -> MetricResult:
         with scoring_session(ctx, grad=False) as params, ExitStack() as hooks:

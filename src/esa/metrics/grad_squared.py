@@ -14,12 +14,13 @@ from esa.metrics._accumulate import (
     add_square, calibration, check_finite, filled, folded_gradients, loss_share, progress, scoring_session,
     with_aliases,
 )
-from esa.metrics.base import MetricResult, ScoringContext
+from esa.metrics.base import MetricCost, MetricResult, ScoringContext
 
 
 class GradSquared:
     name = "grad_squared"
     needs_backward = True
+    cost = MetricCost(data=True, backward=True, accumulators=1, results=1, passes=3, micro_batch=1)
 
     def __call__(self, ctx: ScoringContext) -> MetricResult:
         fold = add_square(1.0 / ctx.n_windows)

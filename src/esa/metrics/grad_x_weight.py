@@ -12,12 +12,13 @@ import torch
 from esa.metrics._accumulate import (
     add, calibration, check_finite, filled, folded_gradients, loss_share, progress, scoring_session, with_aliases,
 )
-from esa.metrics.base import MetricResult, ScoringContext
+from esa.metrics.base import MetricCost, MetricResult, ScoringContext
 
 
 class GradXWeight:
     name = "grad_x_weight"
     needs_backward = True
+    cost = MetricCost(data=True, backward=True, accumulators=1, results=1, passes=3)  # scores in place
 
     def __call__(self, ctx: ScoringContext) -> MetricResult:
         with scoring_session(ctx, grad=True) as params, folded_gradients(params, add, ctx.accumulate_on) as g_mean:

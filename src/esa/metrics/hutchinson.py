@@ -30,7 +30,7 @@ from esa.metrics._accumulate import (
     add, calibration, check_finite, folded_gradients, loss_share, progress, scoring_session, with_aliases,
     zeros_like_float,
 )
-from esa.metrics.base import MetricResult, ScoringContext
+from esa.metrics.base import MetricCost, MetricResult, ScoringContext
 
 _NO_DOUBLE_BACKWARD = ("flash_attention_2", "flash_attention_3", "flex_attention")
 
@@ -38,6 +38,11 @@ _NO_DOUBLE_BACKWARD = ("flash_attention_2", "flash_attention_3", "flex_attention
 class HutchinsonDiag:
     name = "hutchinson_diag"
     needs_backward = True
+    cost = MetricCost(
+        data=True, backward=True, accumulators=3, results=4, passes=7, gradient_copies=2,
+        activation_factor=3.0, math_attention=True, per_probe=True,
+    )
+    options = {"probes": "Rademacher probes z; the estimate E[z * Hz] averages over them (--probes)"}
 
     def __call__(self, ctx: ScoringContext) -> MetricResult:
         if ctx.probes < 1:

@@ -15,7 +15,7 @@ import torch
 from esa.errors import EsaError
 from esa.metrics._accumulate import scoring_session
 from esa.metrics.act_mag import ActMag
-from esa.metrics.base import Metric, MetricResult, ScoringContext
+from esa.metrics.base import DEFAULT_COST, Metric, MetricCost, MetricResult, ScoringContext
 from esa.metrics.grad_squared import GradSquared
 from esa.metrics.grad_x_weight import GradXWeight
 from esa.metrics.hutchinson import HutchinsonDiag
@@ -54,6 +54,7 @@ class FunctionMetric:
     fn: Callable[[ScoringContext], MetricResult]
     name: str
     needs_backward: bool = True
+    cost: MetricCost = DEFAULT_COST
 
     def __call__(self, ctx: ScoringContext) -> MetricResult:
         with scoring_session(ctx, grad=self.needs_backward):
@@ -63,14 +64,17 @@ class FunctionMetric:
 
 
 def as_metric(
-    fn: Callable[[ScoringContext], MetricResult], name: str | None = None, needs_backward: bool = True
+    fn: Callable[[ScoringContext], MetricResult], name: str | None = None, needs_backward: bool = True,
+    cost: MetricCost | None = None,
 ) -> Metric:
     """Wrap `fn(ctx) -> MetricResult` as a Metric named `name` (default: the function's name).
 
     `needs_backward=False` runs `fn` under torch.no_grad(); with True, autograd is on and only the
-    parameters in `ctx.params` require grad.
+    parameters in `ctx.params` require grad. `cost` feeds `esa plan` (default: one gradient pass).
     """
-    return FunctionMetric(fn, name or getattr(fn, "__name__", "user_metric"), needs_backward)
+    if cost is None:
+        cost = DEFAULT_COST if needs_backward else MetricCost(data=True, backward=False, accumulators=0, results=1, passes=1)
+    return FunctionMetric(fn, name or getattr(fn, "__name__", "user_metric"), needs_backward, cost)
 
 
 def check_result(ctx: ScoringContext, result: MetricResult, name: str) -> None:

@@ -12,22 +12,26 @@ bit_flip (prob | bit). A Perturbation subclass works wherever a name does.
 """
 
 from esa.perturb.apply import ParamChange, PerturbationInfo, apply_perturbation
-from esa.perturb.base import Perturbation
+from esa.perturb.base import Perturbation, PerturbParam
 from esa.perturb.bit_flip import NAMED_BITS, BitFlip, bit_position
 from esa.perturb.checksum import tensor_checksum
-from esa.perturb.controls import magnitude_bins, magnitude_edges, random_matched, random_matched_magnitude
+from esa.perturb.controls import (
+    BorrowedControl, magnitude_bins, magnitude_edges, random_matched, random_matched_magnitude, random_matched_nearest,
+)
 from esa.perturb.gauss_noise import GaussNoise, tensor_std
-from esa.perturb.registry import PERTURBATIONS, get_perturbation
+from esa.perturb.registry import PERTURBATIONS, get_perturbation, register_perturbation
 from esa.perturb.seeding import trial_generator, trial_seed
 from esa.perturb.sign_flip import SignFlip
 from esa.perturb.zero import Zero
 
 __all__ = [
+    "BorrowedControl",
     "NAMED_BITS",
     "PERTURBATIONS",
     "BitFlip",
     "GaussNoise",
     "ParamChange",
+    "PerturbParam",
     "Perturbation",
     "PerturbationInfo",
     "SignFlip",
@@ -39,6 +43,8 @@ __all__ = [
     "magnitude_edges",
     "random_matched",
     "random_matched_magnitude",
+    "random_matched_nearest",
+    "register_perturbation",
     "tensor_checksum",
     "tensor_std",
     "trial_generator",

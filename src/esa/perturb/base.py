@@ -9,6 +9,7 @@ the same perturbation whether the parameter sits on the CPU or a GPU.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -53,16 +54,36 @@ def check_scale(scale: Any) -> float:
     return scale
 
 
+@dataclass(frozen=True)
+class PerturbParam:
+    """One option of a perturbation: its default (None: optional or must be given, see `check`), the
+    `esa run` flag that sets it, and its help text. The CLI, `perturb_params` and the help derive from it."""
+
+    default: Any
+    flag: str
+    help: str
+
+
 class Perturbation:
     """One way of changing selected weights.
 
-    Subclasses set `name` and `defaults` (every keyword parameter they accept, with its default;
-    None means "must be given or is optional, see check"), and implement `check`, `definition` and
-    `compute`. Callers use `options` to validate once and `new_values` to compute.
+    Subclasses set `name` and `params` (every keyword option they accept, as PerturbParam), and
+    implement `check`, `definition` and `compute`; `stochastic` says whether two applications with
+    different generators differ (then validation re-draws the target once per trial). Callers use
+    `options` to validate once and `new_values` to compute.
     """
 
     name: ClassVar[str]
-    defaults: ClassVar[dict[str, Any]] = {}
+    params: ClassVar[dict[str, PerturbParam]] = {}
+    defaults: ClassVar[dict[str, Any]] = {}  # derived from `params`
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.defaults = {k: p.default for k, p in cls.params.items()}
+
+    def stochastic(self, opts: dict[str, Any]) -> bool:
+        """Whether an application depends on the generator (deterministic perturbations: False)."""
+        return False
 
     def options(self, dtype: torch.dtype, **params: Any) -> dict[str, Any]:
         """Validated parameters for a tensor of `dtype`, defaults filled; None values count as not given.

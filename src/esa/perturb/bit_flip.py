@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from esa.errors import EsaError
-from esa.perturb.base import Perturbation, bit_value, bit_width, int_view_dtype
+from esa.perturb.base import Perturbation, PerturbParam, bit_value, bit_width, int_view_dtype
 
 # Named positions, as offsets from the top bit: every IEEE format stores sign, then exponent.
 NAMED_BITS = {"sign": 1, "exponent_msb": 2}
@@ -38,7 +38,13 @@ def bit_position(bit: int | str, dtype: torch.dtype) -> int:
 
 class BitFlip(Perturbation):
     name = "bit_flip"
-    defaults = {"prob": None, "bit": None}
+    params = {
+        "prob": PerturbParam(None, "--perturb-prob", "flip each bit independently with this probability"),
+        "bit": PerturbParam(None, "--bit", "flip this bit in every selected value (0 = LSB, 'sign', 'exponent_msb')"),
+    }
+
+    def stochastic(self, opts: dict[str, Any]) -> bool:
+        return opts.get("prob") is not None
 
     def check(self, opts: dict[str, Any], dtype: torch.dtype) -> None:
         int_view_dtype(dtype)

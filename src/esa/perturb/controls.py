@@ -12,6 +12,7 @@ order). bottom-k controls come from esa.ranking.top_k(scores, k, mode, largest=F
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
@@ -44,6 +45,76 @@ def random_matched(
         _check_room(name, chosen.numel(), numel - excluded.numel(), exclude_target)
         controls[name] = _draw(numel, chosen.numel(), excluded, generator)
     return controls
+
+
+@dataclass
+class BorrowedControl:
+    """A random control in which tensors too small for a disjoint draw got their share elsewhere."""
+
+    indices: dict[str, torch.Tensor]
+    borrowed: list[dict[str, Any]] = field(default_factory=list)  # per short tensor: how it was matched
+
+
+# Where a short tensor's share comes from, in order: the same role in the nearest layers (e.g. another
+# layer's input_layernorm), then the same component (any norm), then any tensor at the nearest depth.
+BORROW_LEVELS = ("role", "component", "any")
+
+
+def random_matched_nearest(target: IndexSets | Any, params: Mapping[str, Any], generator: torch.Generator) -> BorrowedControl:
+    """Like `random_matched`, but a tensor without room for a disjoint draw borrows from its neighbours.
+
+    `params` maps every parameter name to its ParamInfo (shape, layer, component, role). A tensor's
+    share is drawn from its own non-target weights first; what is missing comes from non-target weights
+    of other tensors, nearest first by BORROW_LEVELS and then by depth |layer - layer0| (then by name).
+    No weight is drawn twice and none from the target. Without shortage the draw equals
+    `random_matched`'s exactly. EsaError only when the whole model has no room left.
+    """
+    sets = index_sets(target)
+    chosen = {n: unique_flat_index(n, raw, _numel(params, n)).cpu() for n, raw in sets.items()}
+    counts: dict[str, int] = {}
+    borrowed: list[dict[str, Any]] = []
+    for name in sets:
+        need = chosen[name].numel()
+        own = min(need, _numel(params, name) - need)
+        counts[name] = counts.get(name, 0) + own
+        short = need - own
+        if short:
+            record = {"param": name, "needed": need, "own": own, "from": []}
+            for level, other in _borrow_candidates(name, params):
+                room = _numel(params, other) - (chosen[other].numel() if other in chosen else 0) - counts.get(other, 0)
+                got = min(short, room)
+                if got > 0:
+                    counts[other] = counts.get(other, 0) + got
+                    record["from"].append({"param": other, "n": got, "level": level})
+                    short -= got
+                if not short:
+                    break
+            if short:
+                _check_room(name, need, own, True)
+            borrowed.append(record)
+    indices = {}
+    for name, k in counts.items():
+        excluded = chosen.get(name, torch.empty(0, dtype=torch.long))
+        indices[name] = _draw(_numel(params, name), k, excluded, generator)
+    return BorrowedControl(indices, borrowed)
+
+
+def _borrow_candidates(name: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    me = params[name]
+    depth = me.layer if me.layer is not None else -1
+
+    def distance(other: Any) -> int:
+        return abs((other.layer if other.layer is not None else -1) - depth)
+
+    out, seen = [], {name}
+    for level in BORROW_LEVELS:
+        same = [n for n, p in params.items() if n not in seen and (
+            level == "any" or (level == "role" and p.role == me.role and p.component == me.component)
+            or (level == "component" and p.component == me.component))]
+        for n in sorted(same, key=lambda n: (distance(params[n]), n)):
+            out.append((level, n))
+            seen.add(n)
+    return out
 
 
 def random_matched_magnitude(

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from esa.errors import EsaError
-from esa.perturb.base import Perturbation, check_scale, compute_dtype
+from esa.perturb.base import Perturbation, PerturbParam, check_scale, compute_dtype
 
 NOISE_REFS = ("abs", "std")
 CHUNK = 1 << 22  # elements per pass of the std, so a bf16 tensor is never copied whole to float64
@@ -35,7 +35,13 @@ def tensor_std(tensor: torch.Tensor) -> float:
 
 class GaussNoise(Perturbation):
     name = "gauss_noise"
-    defaults = {"scale": 1.0, "noise_ref": "abs"}
+    params = {
+        "scale": PerturbParam(1.0, "--perturb-scale", "noise strength epsilon"),
+        "noise_ref": PerturbParam("abs", "--noise-ref", "abs: relative to |w|; std: relative to the tensor's std"),
+    }
+
+    def stochastic(self, opts: dict[str, Any]) -> bool:
+        return True
 
     def check(self, opts: dict[str, Any], dtype: torch.dtype) -> None:
         opts["scale"] = check_scale(opts["scale"])

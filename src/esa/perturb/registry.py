@@ -12,6 +12,16 @@ from esa.perturb.zero import Zero
 PERTURBATIONS: dict[str, Perturbation] = {p.name: p for p in (SignFlip(), Zero(), GaussNoise(), BitFlip())}
 
 
+def register_perturbation(perturbation: Perturbation, *, replace: bool = False) -> Perturbation:
+    """Make a user's Perturbation available by name (`esa run --perturb NAME`, `esa.validate`)."""
+    if not isinstance(perturbation, Perturbation):
+        raise TypeError(f"{perturbation!r} is not a esa.perturb.Perturbation")
+    if perturbation.name in PERTURBATIONS and not replace:
+        raise EsaError(f"a perturbation named {perturbation.name!r} is already registered; pass replace=True to override it")
+    PERTURBATIONS[perturbation.name] = perturbation
+    return perturbation
+
+
 def get_perturbation(perturbation: str | Perturbation) -> Perturbation:
     """The registered perturbation of that name, or a Perturbation object as is."""
     if isinstance(perturbation, Perturbation):

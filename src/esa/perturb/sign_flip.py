@@ -6,12 +6,12 @@ from typing import Any
 
 import torch
 
-from esa.perturb.base import Perturbation, check_scale, compute_dtype
+from esa.perturb.base import Perturbation, PerturbParam, check_scale, compute_dtype
 
 
 class SignFlip(Perturbation):
     name = "sign_flip"
-    defaults = {"scale": 1.0}
+    params = {"scale": PerturbParam(1.0, "--perturb-scale", "w -> -scale * w")}
 
     def check(self, opts: dict[str, Any], dtype: torch.dtype) -> None:
         opts["scale"] = check_scale(opts["scale"])

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from esa.artifacts import schema
 from esa.data import WindowSet
 from esa.metrics import Metric, MetricResult, ScoringContext
 from esa.models import LoadedModel, input_device
@@ -75,7 +76,7 @@ def selection_table(lm: LoadedModel, selection: WeightSet, result: MetricResult,
     tensor_rank: dict[str, int] = {}
     for pos, (name, f, score) in enumerate(zip(params, flat, selection.score.tolist())):
         info = lm.params[name]
-        index = _unravel(f, info.shape)
+        index = schema.unravel(f, info.shape)
         tensor_rank[name] = tensor_rank.get(name, 0) + 1
         token = ""
         if info.component in ("embedding", "lm_head") and len(info.shape) == 2 and info.shape[0] == vocab:
@@ -85,7 +86,7 @@ def selection_table(lm: LoadedModel, selection: WeightSet, result: MetricResult,
             "rank": pos + 1,
             "tensor_rank": tensor_rank[name],
             "param": name,
-            "index": ",".join(str(i) for i in index),
+            "index": schema.format_index(index),
             "layer": -1 if info.layer is None else info.layer,
             "component": info.component,
             "role": info.role or "",
@@ -97,13 +98,6 @@ def selection_table(lm: LoadedModel, selection: WeightSet, result: MetricResult,
         })
     return pd.DataFrame(rows)
 
-
-def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
-    out = []
-    for size in reversed(shape):
-        out.append(flat % size)
-        flat //= size
-    return tuple(reversed(out))
 
 
 def profile_seed(

@@ -12,123 +12,112 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from esa.artifacts import Manifest, RunDir, atomic_write_json, write_table
-from esa.data import make_windows
-from esa.errors import EsaError
+from esa.artifacts import Manifest, schema
 from esa.metrics import get_metric
-from esa.pipeline.common import bos_id_for, fmt, open_session, show_progress
+from esa.pipeline.command import command_run, fmt
 from esa.pipeline.config import RunConfig
 from esa.pipeline.profile import SeedProfile, profile_seed, selection_table
+from esa.pipeline.validate import check_perturb_options, summary_lines, validate_profiles, write_validation
 from esa.ranking import filter_params
-from esa.statistics import stability_report
+from esa.statistics import signed_estimate_check, stability_report
+from esa.validation import ValidationResult
 
 log = logging.getLogger("esa")
 
 
 def run_command(cfg: RunConfig) -> str:
-    """Run the whole `esa run` job and return the human summary; results land in cfg.out_dir."""
+    """Run the whole `esa run` job and return the human summary; results land in cfg.output.out_dir."""
     cfg.validate()
     metric = get_metric(cfg.metric)  # fail on a bad metric before loading anything
+    validation: ValidationResult | None = None
     if cfg.perturb.perturb is not None:
-        from esa.pipeline.validate import check_perturb_options
-
         check_perturb_options(cfg)
-    progress = show_progress(cfg.quiet)
-    manifest = Manifest("run")
-    with RunDir(cfg.out_dir) as stage:
-        with manifest.stage("load"):
-            session = open_session(cfg.model, cfg.data.dataset, progress)
-        lm = session.lm
+    with command_run("run", cfg, output=cfg.output, model=cfg.model, data=cfg.data) as run:
+        tasks = None
+        if cfg.tasks:
+            from esa.pipeline.tasks import task_scorer
+
+            tasks = task_scorer(run.lm, cfg.tasks, cfg.limit, cfg.data.batch_size)
+        run.planner.update(metric=cfg.metric, checkpointing=cfg.checkpointing, accumulate_on=cfg.accumulate_on,
+                           probes=cfg.probes)
+        lm = run.lm
         names = filter_params(lm.params, cfg.include, cfg.exclude)
-        bos_id = bos_id_for(lm, cfg.data.bos)
         profiles: list[SeedProfile] = []
         tables: list[pd.DataFrame] = []
         score_files: dict[int, Path] = {}
-        keep_scores = cfg.save_scores or (cfg.stability_check and len(cfg.seeds) > 1)
-        for seed in cfg.seeds:
+        keep_scores = cfg.save_scores or (cfg.stability_check and len(cfg.data.seeds) > 1)
+        for seed in cfg.data.seeds:
             log.info("seed %d: scoring %d tensors with %s", seed, len(names), cfg.metric)
-            windows = make_windows(
-                session.corpus, cfg.data.seq_len, cfg.data.max_samples, cfg.data.eval_samples, seed,
-                bos_id=bos_id, max_seq_len=lm.max_seq_len,
+            windows = run.windows(seed)
+            prof = profile_seed(
+                lm, metric, windows, names, seed=seed, k=cfg.topk, mode=cfg.mode, batch_size=cfg.data.batch_size,
+                probes=cfg.probes, accumulate_on=cfg.accumulate_on, progress=run.progress,
+                bottom=cfg.perturb.perturb is not None and "bottom_k" in cfg.perturb.controls,
+                checkpointing=cfg.checkpointing,
             )
-            try:
-                prof = profile_seed(
-                    lm, metric, windows, names, seed=seed, k=cfg.topk, mode=cfg.mode, batch_size=cfg.data.batch_size,
-                    probes=cfg.probes, accumulate_on=cfg.accumulate_on, progress=progress,
-                    bottom=cfg.perturb.perturb is not None and "bottom_k" in cfg.perturb.controls,
-                    checkpointing=cfg.checkpointing,
-                )
-            except torch.OutOfMemoryError as exc:
-                raise _out_of_memory(exc, cfg) from None
             for name, seconds in prof.timings.items():
-                manifest.timings[name] = manifest.timings.get(name, 0.0) + seconds
-            with manifest.stage("write"):
+                run.manifest.timings[name] = run.manifest.timings.get(name, 0.0) + seconds
+            with run.manifest.stage("write"):
                 tables.append(selection_table(lm, prof.selection, prof.result, seed))
+                if "signed" in prof.result.extras and "stderr" in prof.result.extras:
+                    prof.stats["signed_estimate"] = signed_estimate_check(prof.result, prof.selection, cfg.probes)
                 if keep_scores:
-                    folder = stage / ("scores" if cfg.save_scores else ".scratch")
-                    folder.mkdir(exist_ok=True)
-                    score_files[seed] = folder / f"scores_seed{seed}.safetensors"
-                    save_file({n: t.detach().float().cpu().contiguous() for n, t in prof.result.scores.items()},
-                              str(score_files[seed]), metadata={"metric": cfg.metric, "seed": str(seed)})
+                    rel = schema.score_file(seed) if cfg.save_scores else f".scratch/scores_seed{seed}.safetensors"
+                    score_files[seed] = run.path(rel)
+                    score_files[seed].parent.mkdir(exist_ok=True)
+                    save_scores(prof.result, score_files[seed], cfg.metric, seed)
             profiles.append(prof)
-            if seed != cfg.seeds[-1]:
+            if seed != cfg.data.seeds[-1]:
                 prof.result = _drop_tensors(prof.result)
 
         stats: dict[str, Any] = {
             "metric": cfg.metric,
             "mode": cfg.mode,
             "k": cfg.topk,
-            "notes": profiles[0].result.notes,
+            "notes": profiles[0].result.notes + _estimate_notes(profiles[0].stats),
             **profiles[0].stats,
             "by_seed": {str(p.seed): p.stats for p in profiles[1:]},
         }
         if cfg.stability_check:
-            with manifest.stage("stability"):
+            with run.manifest.stage("stability"):
                 stats["stability"] = _stability(profiles, score_files) if len(profiles) > 1 else {
                     "note": "stability needs at least two seeds (--seeds a,b,c)"}
         last = profiles[-1]
         if cfg.weight_analysis or cfg.architecture_analysis:
-            with manifest.stage("analysis"):
+            with run.manifest.stage("analysis"):
                 stats.update(_analyses(cfg, lm, last))
 
-        perturbation: dict[str, Any] | None = None
         if cfg.perturb.perturb is not None:
-            from esa.pipeline.validate import validate_selection
+            with run.manifest.stage("perturb"):
+                validation = validate_profiles(cfg, run, profiles, tasks)
+                write_validation(run, validation)
 
-            with manifest.stage("perturb"):
-                perturbation = validate_selection(cfg, lm, profiles, progress=progress, stage=stage)
-
-        with manifest.stage("write"):
+        with run.manifest.stage("write"):
             table = pd.concat(tables, ignore_index=True)
-            write_table(table, stage / "top_weights.csv")
-            atomic_write_json(stage / "sensitivity_stats.json", stats)
-            atomic_write_json(stage / "config.json", cfg.to_dict())
-            shutil.rmtree(stage / ".scratch", ignore_errors=True)
-        if cfg.save_plots:
-            from esa.pipeline.plotting import plot_run_dir
-
-            with manifest.stage("plots"):
-                plot_run_dir(stage, lm_summary=lm.summary())
-        manifest.add(
-            model=lm.summary(),
-            metric=cfg.metric,
-            data={"dataset": session.corpus.description, **{str(p.seed): p.windows.protocol() for p in profiles}},
-            seeds=cfg.seeds,
-        )
-        atomic_write_json(stage / "experiment_manifest.json", manifest.to_dict())
-    return _summary(cfg, lm, profiles, stats, table, perturbation, manifest)
+            run.write_table(table, schema.TOP_WEIGHTS)
+            run.write_json(schema.SENSITIVITY_STATS, stats)
+            shutil.rmtree(run.path(".scratch"), ignore_errors=True)
+        run.manifest.add(metric=cfg.metric, seeds=cfg.data.seeds)
+        if tasks is not None:
+            run.manifest.add(tasks=tasks.provenance())
+    return _summary(cfg, lm, stats, table, validation, run.manifest)
 
 
-def _out_of_memory(exc: BaseException, cfg: RunConfig) -> EsaError:
-    """A CUDA OOM becomes one line naming the settings the planner predicts would fit."""
-    from esa.scale import oom_advice
+def save_scores(result: Any, path: Path, metric: str, seed: int) -> None:
+    """Full score tensors, plus a metric's extras under "EXTRA/param" (hutchinson_diag's signed mean and
+    stderr), as safetensors; metadata and tensors in a fixed order so the same seed gives the same bytes."""
+    tensors = {n: t.detach().float().cpu().contiguous() for n, t in result.scores.items()}
+    for extra, values in sorted(result.extras.items()):
+        tensors.update({f"{extra}/{n}": t.detach().float().cpu().contiguous() for n, t in values.items()})
+    save_file(dict(sorted(tensors.items())), str(path), metadata={"metric": metric, "seed": str(seed)})
 
-    n_gpus = torch.cuda.device_count() if cfg.model.device_map else 1
-    return oom_advice(exc, {
-        "model": cfg.model.model, "metric": cfg.metric, "dtype": cfg.model.dtype, "seq_len": cfg.data.seq_len,
-        "batch_size": cfg.data.batch_size, "n_samples": cfg.data.max_samples, "n_gpus": max(1, n_gpus),
-        "checkpointing": cfg.checkpointing, "accumulate_on": cfg.accumulate_on, "probes": cfg.probes,
-    })
+
+def _estimate_notes(stats: dict[str, Any]) -> list[str]:
+    check = stats.get("signed_estimate")
+    if not check or check["share_significant"] >= 0.5:
+        return []
+    return [f"only {100 * check['share_significant']:.0f}% of the selected weights have |mean| > 2 standard errors "
+            f"over {check['probes']} probes: the ranking is mostly noise; raise --probes"]
 
 
 def _drop_tensors(result: Any) -> Any:
@@ -167,12 +156,12 @@ def _analyses(cfg: RunConfig, lm: Any, prof: SeedProfile) -> dict[str, Any]:
     return out
 
 
-def _summary(cfg: RunConfig, lm: Any, profiles: list[SeedProfile], stats: dict[str, Any], table: pd.DataFrame,
-             perturbation: dict[str, Any] | None, manifest: Manifest) -> str:
+def _summary(cfg: RunConfig, lm: Any, stats: dict[str, Any], table: pd.DataFrame,
+             validation: ValidationResult | None, manifest: Manifest) -> str:
     g = stats.get("global", {})
     lines = [
         f"model     {lm.model_id} ({lm.family}, {lm.n_params:,} parameters, {lm.n_layers} layers, {str(lm.dtype).replace('torch.', '')})",
-        f"metric    {cfg.metric}, {cfg.mode} top-{cfg.topk}, seeds {','.join(map(str, cfg.seeds))}, "
+        f"metric    {cfg.metric}, {cfg.mode} top-{cfg.topk}, seeds {','.join(map(str, cfg.data.seeds))}, "
         f"{cfg.data.max_samples} x {cfg.data.seq_len}-token calibration windows",
     ]
     if g:
@@ -180,17 +169,17 @@ def _summary(cfg: RunConfig, lm: Any, profiles: list[SeedProfile], stats: dict[s
             f"scores    {g.get('count', 0):,} weights; max/median {fmt(g.get('max_over_median'))}, "
             f"Gini {fmt(g.get('gini'))}, top 0.1% hold {fmt(100 * g.get('top_share', {}).get('0.1%', float('nan')), 3)}% of the total"
         )
-    first = table[table["seed"] == cfg.seeds[0]].head(5)
+    first = table[table["seed"] == cfg.data.seeds[0]].head(5)
     lines.append("top weights (first seed):")
     for row in first.itertuples():
         tok = f"  token {row.token!r}" if row.token else ""
         lines.append(f"  {row.rank:>3}  {row.param}[{row.index}]  score {row.score:.4g}  w {row.weight:.4g}{tok}")
     if "stability" in stats and "mean_jaccard" in stats["stability"]:
         s = stats["stability"]
-        lines.append(f"stability mean Jaccard {s['mean_jaccard']:.3f}, mean Spearman {fmt(s.get('mean_spearman'))} over {len(cfg.seeds)} seeds")
-    if perturbation is not None:
-        lines.extend(perturbation.get("summary_lines", []))
+        lines.append(f"stability mean Jaccard {s['mean_jaccard']:.3f}, mean Spearman {fmt(s.get('mean_spearman'))} over {len(cfg.data.seeds)} seeds")
+    if validation is not None:
+        lines.extend(summary_lines(validation))
     for note in stats.get("notes", []):
         lines.append(f"note      {note}")
-    lines.append(f"results   {Path(cfg.out_dir).resolve()} ({manifest.timings_total():.1f} s)")
+    lines.append(f"results   {Path(cfg.output.out_dir).resolve()} ({manifest.timings_total():.1f} s)")
     return "\n".join(lines)

@@ -82,7 +82,7 @@ def _mark_candidates(ax: Any, candidates: list[dict[str, Any]]) -> None:
         layer, spike = c.get("layer"), num(c.get("input_spike"))
         if layer is None or spike is None:
             continue
-        is_super = c.get("verdict") == "super weight"
+        is_super = bool(c.get("is_super_weight"))
         ax.plot([layer], [abs(spike)], marker="*", markersize=14, linestyle="none", markeredgecolor="black",
                 markerfacecolor=OKABE_ITO[0] if is_super else "none", zorder=5)
         ax.annotate(f"[{c.get('index', '?')}]" + (" super" if is_super else ""), (layer, abs(spike)),

@@ -387,10 +387,10 @@ def _superweights(s: Section) -> None:
     if not cands:
         s.add(Para(["No candidate cleared the threshold: under this protocol the scan found no super weight."]))
     else:
-        n_super = sum(c.get("verdict") == "super weight" for c in cands)
+        n_super = sum(c.get("is_super_weight") for c in cands)
         s.add(Para([f"{n_super} of {len(cands)} candidates meet the verdict rule."],
                    kind="pass" if n_super else ""))
-        _superweights_in_selection(s, [c for c in cands if c.get("verdict") == "super weight"])
+        _superweights_in_selection(s, [c for c in cands if c.get("is_super_weight")])
         _rank_under_metrics(s, sw.get("rank_under_metrics"))
         rows: list[list[Inline]] = []
         for c in cands:

@@ -33,44 +33,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from esa.errors import EsaError
+from esa.metrics import get_metric
+from esa.metrics.base import MetricCost, metric_cost
 from esa.models.types import ParamInfo
 from esa.scale.facts import ModelFacts
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 ATTENTION = ("sdpa", "eager")
-
-
-@dataclass(frozen=True)
-class MetricCost:
-    """What one metric keeps and computes, in parameter-sized buffers and forward-pass equivalents."""
-
-    data: bool  # reads calibration windows
-    backward: bool
-    accumulators: int  # float32 parameter-sized buffers during the pass
-    results: int  # float32 parameter-sized buffers when it returns (scores + extras)
-    passes: int  # forward-equivalents of compute per window (per probe when per_probe)
-    gradient_copies: int = 0  # model-dtype parameter-sized buffers alive during the pass
-    activation_factor: float = 1.0  # saved activations relative to one plain backward
-    math_attention: bool = False  # runs attention on the s²-memory math kernel
-    micro_batch: int | None = None  # windows per backward, whatever the batch size
-    linear_only: bool = False  # scores only weights that multiply an activation
-    per_probe: bool = False
-
-
-# hutchinson_diag keeps the first-order gradients with their graph (create_graph) and the probe z as
-# model-dtype copies, Hz, mean and M2 in float32; the recorded graph triples the saved activations
-# (measured 2.8-3.0x on tiny Llamas, tests/scale); fused attention kernels lack double backward, so it
-# runs the math kernel. Compute per probe and window: forward 1 + backward 2 + double backward ~4.
-METRIC_COSTS: dict[str, MetricCost] = {
-    "magnitude": MetricCost(data=False, backward=False, accumulators=1, results=1, passes=0),
-    "act_mag": MetricCost(data=True, backward=False, accumulators=0, results=1, passes=1, linear_only=True),
-    "grad_x_weight": MetricCost(data=True, backward=True, accumulators=1, results=1, passes=3),  # scores in place
-    "grad_squared": MetricCost(data=True, backward=True, accumulators=1, results=1, passes=3, micro_batch=1),
-    "hutchinson_diag": MetricCost(
-        data=True, backward=True, accumulators=3, results=4, passes=7, gradient_copies=2,
-        activation_factor=3.0, math_attention=True, per_probe=True,
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -85,8 +54,7 @@ class Settings:
     attention: str = "sdpa"
 
     def __post_init__(self) -> None:
-        if self.metric not in METRIC_COSTS:
-            raise EsaError(f"unknown metric {self.metric!r}: use one of {', '.join(METRIC_COSTS)}")
+        get_metric(self.metric)  # EsaError naming the registered metrics
         if self.dtype not in DTYPE_BYTES:
             raise EsaError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPE_BYTES)}")
         if self.accumulate_on not in ("param", "cpu"):
@@ -98,7 +66,7 @@ class Settings:
 
     @property
     def cost(self) -> MetricCost:
-        return METRIC_COSTS[self.metric]
+        return metric_cost(get_metric(self.metric))
 
 
 @dataclass(frozen=True)
