@@ -7,6 +7,7 @@ ESA's studies start from, written out so `esa plan` works offline), and finally 
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, PretrainedConfig
+from huggingface_hub.errors import StrictDataclassError
+from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 
 from esa.errors import EsaError
 from esa.models.aliases import BUNDLED_ALIASES, BUNDLED_GGUF
@@ -87,16 +89,65 @@ def builtin_key(name: str) -> str | None:
     return None
 
 
+# Sizes every decoder config must give as positive integers (when the family has the field at all).
+_POSITIVE = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size",
+             "num_key_value_heads", "head_dim", "max_position_embeddings", "num_local_experts", "num_experts_per_tok")
+
+
 @lru_cache(maxsize=32)
 def resolve_config(model: str) -> ResolvedConfig:
-    """The transformers config of `model`; EsaError naming what was tried when nothing matches."""
+    """The transformers config of `model`, its sizes checked; EsaError naming what was tried when nothing matches."""
+    resolved = _resolve(model)
+    check_dimensions(resolved.config.get_text_config(), resolved.source)
+    return resolved
+
+
+def check_dimensions(config: PretrainedConfig, source: str) -> None:
+    """Positive integer sizes, heads that divide the width: a plan from anything else would be nonsense."""
+    _check_positive({key: getattr(config, key, None) for key in _POSITIVE}, source, required=_POSITIVE[:4])
+    heads, kv = config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    if heads % kv:
+        raise EsaError(f"{source}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}; fix the config")
+    if getattr(config, "head_dim", None) is None and config.hidden_size % heads:
+        raise EsaError(f"{source}: hidden_size {config.hidden_size} is not divisible by num_attention_heads {heads}; fix the config")
+
+
+def _check_positive(values: dict[str, Any], source: str, required: tuple[str, ...] = ()) -> None:
+    for key in _POSITIVE:
+        value = values.get(key)
+        if value is None and key not in required:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise EsaError(f"{source}: {key} is {value!r}, not a positive integer; fix the config")
+
+
+def _read_config_json(path: Path) -> None:
+    """A config.json that is a JSON object naming a model_type this transformers knows."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EsaError(f"cannot read {path}: {exc}; give a transformers config.json") from None
+    if not isinstance(data, dict):
+        raise EsaError(f"{path} holds a JSON {type(data).__name__}, not an object; give a transformers config.json")
+    model_type = data.get("model_type")
+    if model_type not in CONFIG_MAPPING:
+        known = "has no model_type" if model_type is None else f"names model_type {model_type!r}, unknown to this transformers"
+        raise EsaError(f"{path} {known}; give a config.json of a transformers architecture (e.g. llama, mistral)")
+    _check_positive(data, str(path))
+
+
+def _resolve(model: str) -> ResolvedConfig:
     path = Path(model).expanduser()
     if path.is_dir() or path.name == "config.json":
         directory = path.parent if path.is_file() else path
         if not (directory / "config.json").is_file():
             raise EsaError(f"{model} has no config.json")
-        with hf_errors(model):
-            return ResolvedConfig(AutoConfig.from_pretrained(directory), f"local {directory}")
+        _read_config_json(directory / "config.json")
+        try:
+            with hf_errors(model):
+                return ResolvedConfig(AutoConfig.from_pretrained(directory), f"local {directory}")
+        except (ValueError, TypeError, KeyError, StrictDataclassError) as exc:
+            raise EsaError(f"{directory / 'config.json'} is not a valid config: {str(exc).splitlines()[0]}") from None
     if model.endswith(".gguf"):
         if not path.is_file():
             raise EsaError(f"GGUF file {model} not found")

@@ -8,6 +8,7 @@ tests/scale and benchmarks/bench_plan.py); they are estimates and the output say
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -51,6 +52,8 @@ def plan_run(
         raise EsaError(f"accumulate_on must be device (or param) or cpu, not {accumulate_on!r}")
     if n_samples < 1 or probes < 1:
         raise EsaError("n_samples and probes must be >= 1")
+    if gpu_memory_gb is not None and not (math.isfinite(gpu_memory_gb) and gpu_memory_gb > 0):
+        raise EsaError(f"--gpu-memory must be a positive number of GiB, not {gpu_memory_gb}")
     settings = Settings(
         metric=metric, dtype=dtype, seq_len=seq_len, batch_size=batch_size, n_gpus=n_gpus,
         checkpointing=checkpointing, accumulate_on=_ACCUMULATE_ALIASES[accumulate_on], attention=attention,
