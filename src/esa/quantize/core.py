@@ -273,8 +273,11 @@ def _check(
     if budget_bits is not None:
         if allocate_by is None:
             raise EsaError("--budget-bits needs --allocate-by METRIC (the sensitivity that weights the error)")
-        lowest = sum(storage(t, min(widths), group_size, symmetric) for t in targets) / n_weights
+        largest = max(t.numel for t in targets)
+        lowest = (sum(storage(t, min(widths), group_size, symmetric) for t in targets)
+                  + kept_bits(k, largest)) / n_weights
         if budget_bits < min(widths) or budget_bits < lowest:
             raise EsaError(f"--budget-bits {budget_bits:g} is below the smallest width: {min(widths)}-bit everywhere "
-                           f"already costs {lowest:.4f} bits per weight with these groups; raise the budget")
+                           f"(with these groups and kept weights) already costs {lowest:.4f} bits per weight; "
+                           "raise the budget")
     return k
