@@ -8,7 +8,8 @@
 from esa.interpret.core import DEFAULT_CONTROL_TRIALS, InterpretResult, interpret
 from esa.interpret.probes import BUILTIN_PROBES, Probe, load_probes, parse_probes
 from esa.interpret.roles import ROLES, UNASSIGNED
-from esa.interpret.selection import SelectedWeight, check_selection
+from esa.interpret.selection import SelectedWeight, check_selection, from_weight_set
+from esa.interpret.from_run import run_scores, run_selection
 
 __all__ = [
     "BUILTIN_PROBES",
@@ -19,7 +20,10 @@ __all__ = [
     "Probe",
     "SelectedWeight",
     "check_selection",
+    "from_weight_set",
     "interpret",
     "load_probes",
     "parse_probes",
+    "run_scores",
+    "run_selection",
 ]

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from esa.artifacts.schema import format_index, parse_index, ravel
+from esa.artifacts.schema import format_index, parse_index, ravel, unravel
 from esa.errors import EsaError
 from esa.models.types import LoadedModel
+from esa.ranking import WeightSet
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,15 @@ def check_selection(lm: LoadedModel, selection: Iterable[Any]) -> list[SelectedW
     if not out:
         raise EsaError("the selection is empty; give at least one weight (param name + [row, col])")
     return list(out.values())
+
+
+def from_weight_set(lm: LoadedModel, selection: WeightSet, source: str = "top-k") -> list[SelectedWeight]:
+    """A WeightSet (esa.ranking.top_k) as SelectedWeight rows in selection order, scores kept."""
+    return [
+        SelectedWeight(name, unravel(flat, lm.params[name].shape), score, source)
+        for name, flat, score in zip((selection.param_names[i] for i in selection.param_ids.tolist()),
+                                     selection.flat_index.tolist(), selection.score.tolist())
+    ]
 
 
 def flat_index(lm: LoadedModel, weight: SelectedWeight) -> int:

@@ -1,4 +1,4 @@
-"""A tiny Llama with a planted super weight: one down_proj entry that makes a massive activation at the
+"""Fixtures: a tiny Llama with a planted super weight: one down_proj entry that makes a massive activation at the
 BOS token (position 0), which layer 1's head 0 then attends to (an attention sink).
 
 Layout (hidden 32, head_dim 8, 2 layers): residual dim D0 carries only the BOS embedding, so MLP-0
@@ -9,6 +9,9 @@ queries read DC, a constant of every token's embedding, so every query of head 0
 
 from __future__ import annotations
 
+from typing import Iterator
+
+import pytest
 import torch
 
 import esa
@@ -20,7 +23,7 @@ SLOW = 3  # the head dim in RoPE's lowest-frequency pair (head_dim 8)
 
 
 @torch.no_grad()
-def planted_model() -> esa.LoadedModel:
+def _planted_model() -> esa.LoadedModel:
     lm = esa.load_model("tiny-llama")
     named = dict(lm.model.named_parameters())
     emb = named["model.embed_tokens.weight"]
@@ -43,3 +46,24 @@ def planted_model() -> esa.LoadedModel:
     q[SLOW] = 0.0
     q[SLOW, DC] = 3.0
     return lm
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: tiny models on a shared 2-core machine run several times faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def planted() -> esa.LoadedModel:
+    """The planted model (its super weight: PLANTED); tests must leave it unchanged."""
+    return _planted_model()
+
+
+@pytest.fixture(scope="session")
+def windows(planted: esa.LoadedModel) -> esa.WindowSet:
+    corpus = esa.load_corpus("builtin", planted.tokenizer)
+    return esa.make_windows(corpus, 32, 4, 2, 0, bos_id=planted.tokenizer.bos_token_id, max_seq_len=256)
