@@ -16,6 +16,7 @@ not where the checkout lives). Memory: one forward pass per request batch, nothi
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -117,28 +118,28 @@ def evaluate_tasks(
     if batch_size < 1:
         raise EsaError(f"--batch-size must be at least 1, got {batch_size}")
     specs = [_task_spec(task) for task in tasks]
-    with _quiet(progress):
+    model = lm.model
+    was_training = model.training
+    with _quiet(progress), _preserved_random_state():
         lm_eval, manager = _lm_eval(any(isinstance(s, str) for s in specs))
         loaded = _load_tasks(manager, specs, tasks)
         from lm_eval.models.huggingface import HFLM
 
-        model = lm.model
-        was_training = model.training
         try:
-            with _preserved_random_state():
-                wrapper = HFLM(pretrained=model, tokenizer=lm.tokenizer, batch_size=batch_size)
-                raw = lm_eval.simple_evaluate(
-                    model=wrapper,
-                    tasks=list(loaded.values()),
-                    num_fewshot=num_fewshot,
-                    limit=limit,
-                    bootstrap_iters=bootstrap_iters,
-                    log_samples=False,
-                    random_seed=seed,
-                    numpy_random_seed=seed,
-                    torch_random_seed=seed,
-                    fewshot_random_seed=seed,
-                )
+            wrapper = HFLM(pretrained=model, tokenizer=lm.tokenizer, batch_size=batch_size)
+            raw = lm_eval.simple_evaluate(
+                model=wrapper,
+                tasks=list(loaded.values()),
+                task_manager=manager,  # else simple_evaluate indexes every built-in task (seconds)
+                num_fewshot=num_fewshot,
+                limit=limit,
+                bootstrap_iters=bootstrap_iters,
+                log_samples=False,
+                random_seed=seed,
+                numpy_random_seed=seed,
+                torch_random_seed=seed,
+                fewshot_random_seed=seed,
+            )
         finally:
             model.train(was_training)
     scores = tuple(_score(name, source, raw) for source, name in zip(tasks, loaded))
@@ -183,13 +184,20 @@ def _resolve_files(files: Any, base: Path) -> Any:
 
 
 def _lm_eval(need_registry: bool) -> tuple[Any, Any]:
-    """Import lm-eval; index its built-in tasks only when a task is asked for by name (it takes seconds)."""
+    """Import lm-eval and a task manager (one per process: indexing lm-eval's built-in tasks takes seconds)."""
     try:
         import lm_eval
-        from lm_eval.tasks import TaskManager
     except ImportError:
         raise EsaError("zero-shot tasks need lm-evaluation-harness: pip install 'esa-llm[eval]'") from None
-    return lm_eval, TaskManager(include_defaults=need_registry)
+    return lm_eval, _task_manager(need_registry)
+
+
+@functools.lru_cache(maxsize=2)
+def _task_manager(include_defaults: bool) -> Any:
+    """Built-in tasks are indexed only when a task is asked for by name; YAML configs need no index."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_defaults=include_defaults)
 
 
 def _load_tasks(manager: Any, specs: list[Any], tasks: Sequence[str]) -> dict[str, Any]:
