@@ -6,7 +6,7 @@ budget, or all but the critical ones (frozen-critical); optionally an EWC penalt
 """
 
 from esa.finetune import lora
-from esa.finetune.data import DOMAIN_RULE, topic_domains
+from esa.finetune.data import DOMAIN_RULE, text_windows, topic_domains
 from esa.finetune.lora import RANK_RULE, LoraPlan, plan_lora
 from esa.finetune.masks import RANDOM, metric_mask, random_mask, resolve_budget
 from esa.finetune.preserve import preserved
@@ -16,5 +16,5 @@ from esa.finetune.train import DEFAULT_BUDGET, DEFAULT_FROZEN, DEFAULT_LAMBDA, M
 __all__ = [
     "DEFAULT_BUDGET", "DEFAULT_FROZEN", "DEFAULT_LAMBDA", "DELTA_FILE", "DOMAIN_RULE", "MODES", "RANDOM", "RANK_RULE",
     "FinetuneResult", "LoraPlan", "apply_delta", "finetune", "lora", "metric_mask", "plan_lora", "preserved",
-    "random_mask", "resolve_budget", "save_delta", "save_finetuned", "topic_domains",
+    "random_mask", "resolve_budget", "save_delta", "save_finetuned", "text_windows", "topic_domains",
 ]
