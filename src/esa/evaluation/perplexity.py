@@ -3,6 +3,10 @@
 Each window is scored on its own (the SparseGPT/Wanda non-overlapping-window protocol) with
 `next_token_nll`, the one definition of the loss. Per-window results are kept, so a result can be
 restricted to a subset of its windows (`EvalResult.subset`) and resampled for confidence intervals.
+
+When the WindowSet carries text measures (`WindowSet.with_text_measures`), the result also gives the
+tokenizer-free figures of `esa.data.windows.TEXT_MEASURES_RULE`: bits per byte = total NLL /
+(ln 2 * bytes) and word perplexity = exp(total NLL / words), over the text the predicted tokens decode to.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class EvalResult:
     """Perplexity = exp(mean next-token NLL over every predicted token of every window).
 
     Every window predicts `seq_len - 1` tokens, so token means equal means of the per-window values.
+    `bits_per_byte` and `word_ppl` are None when the windows carry no text measures.
     """
 
     split: str
@@ -38,6 +43,12 @@ class EvalResult:
     offsets: tuple[int, ...]
     window_nll: tuple[float, ...]  # mean NLL of each window, in `offsets` order
     window_accuracy: tuple[float, ...]  # top-1 accuracy of each window, in `offsets` order
+    n_bytes: int | None = None  # UTF-8 bytes of the predicted text, all windows
+    n_words: int | None = None  # whitespace-split words of the predicted text, all windows
+    bits_per_byte: float | None = None
+    word_ppl: float | None = None
+    window_bytes: tuple[int, ...] = ()  # per window, in `offsets` order (empty: not measured)
+    window_words: tuple[int, ...] = ()
 
     @classmethod
     def from_windows(
@@ -47,21 +58,32 @@ class EvalResult:
         offsets: Sequence[int],
         window_nll: Sequence[float],
         window_accuracy: Sequence[float],
+        window_bytes: Sequence[int] = (),
+        window_words: Sequence[int] = (),
     ) -> EvalResult:
         """Aggregate per-window values (each over `seq_len - 1` predicted tokens)."""
         n = len(offsets)
         mean_nll = math.fsum(window_nll) / n
+        total_nll = math.fsum(window_nll) * (seq_len - 1)
+        n_bytes = sum(window_bytes) if window_bytes else None
+        n_words = sum(window_words) if window_words else None
         return cls(
             split=split,
             seq_len=seq_len,
             n_windows=n,
             n_tokens=n * (seq_len - 1),
             mean_nll=mean_nll,
-            ppl=math.exp(mean_nll) if mean_nll < 709.0 or math.isnan(mean_nll) else math.inf,
+            ppl=_exp(mean_nll),
             accuracy=math.fsum(window_accuracy) / n,
             offsets=tuple(offsets),
             window_nll=tuple(window_nll),
             window_accuracy=tuple(window_accuracy),
+            n_bytes=n_bytes,
+            n_words=n_words,
+            bits_per_byte=total_nll / (math.log(2) * n_bytes) if n_bytes else None,
+            word_ppl=_exp(total_nll / n_words) if n_words else None,
+            window_bytes=tuple(window_bytes),
+            window_words=tuple(window_words),
         )
 
     def subset(self, offsets: Sequence[int]) -> EvalResult:
@@ -77,6 +99,8 @@ class EvalResult:
             offsets,
             [self.window_nll[i] for i in rows],
             [self.window_accuracy[i] for i in rows],
+            [self.window_bytes[i] for i in rows] if self.window_bytes else (),
+            [self.window_words[i] for i in rows] if self.window_words else (),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,7 +147,25 @@ def evaluate(
                 f"non-finite loss on {_SPLIT_NAMES[split]} window at offset {offset}: "
                 "the model produced NaN/inf (try --dtype fp32)"
             )
-    return EvalResult.from_windows(split, windows.seq_len, offsets, window_nll, window_accuracy)
+    measures = windows.text_measures
+    if measures is not None:
+        unmeasured = [o for o in offsets if o not in measures]
+        if unmeasured:
+            raise ValueError(f"windows at offsets {unmeasured[:5]} carry no text measures; call with_text_measures")
+    return EvalResult.from_windows(
+        split,
+        windows.seq_len,
+        offsets,
+        window_nll,
+        window_accuracy,
+        [measures[o][0] for o in offsets] if measures is not None else (),
+        [measures[o][1] for o in offsets] if measures is not None else (),
+    )
+
+
+def _exp(x: float) -> float:
+    """exp that gives inf instead of raising on overflow (NaN stays NaN)."""
+    return math.exp(x) if x < 709.0 or math.isnan(x) else math.inf
 
 
 def _input_device(model: torch.nn.Module) -> torch.device:
