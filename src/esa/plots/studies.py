@@ -114,7 +114,7 @@ def plot_family_ratios(families: dict[str, Any] | None, quantities: tuple[str, .
             if not stats:
                 continue
             mean = stats["mean"]
-            err = [[mean - stats["min"]], [stats["max"] - mean]]
+            err = [[max(0.0, mean - stats["min"])], [max(0.0, stats["max"] - mean)]]  # rounding: mean of equal values
             ax.bar(i, mean, color=OKABE_ITO[i % len(OKABE_ITO)], hatch=hatches[i % len(hatches)], edgecolor="#333333",
                    yerr=err, capsize=3, label=g["name"])
             ax.annotate(f"n={stats['n']}", (i, stats["max"]), textcoords="offset points", xytext=(0, 3),
