@@ -14,6 +14,7 @@ from esa.errors import EsaError
 
 COMMAND_MODULES = [
     "esa.cli.core",
+    "esa.cli.prune",
 ]
 
 for _module in COMMAND_MODULES:
