@@ -6,13 +6,15 @@ Any part may be missing (a run without --perturb, a baseline directory); its fie
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from esa.artifacts import is_run_dir, read_json
+from esa.artifacts import is_run_dir
+from esa.artifacts.reader import read_run_json, read_run_table
 from esa.errors import EsaError
 
 # The files figures are drawn from; when none changed, saved figures are still current.
@@ -78,29 +80,24 @@ def load_run(run_dir: Path | str, lm_summary: dict[str, Any] | None = None) -> R
     if lm_summary is None and not is_run_dir(path):
         raise EsaError(f"{path} is not an ESA run directory (no experiment_manifest.json)")
     run = RunData(path=path)
-    run.manifest = _optional_json(path / "experiment_manifest.json")
-    run.config = _optional_json(path / "config.json")
-    run.stats = _optional_json(path / "sensitivity_stats.json")
-    run.perturbation = _optional_json(path / "perturbation_results.json")
-    run.superweights = _optional_json(path / "superweights.json")
-    run.baseline = _optional_json(path / "baseline.json")
-    csv = path / "top_weights.csv"
-    if csv.is_file():
-        run.top = pd.read_csv(csv, keep_default_na=False, dtype={"index": str, "token": str, "role": str})
+    run.manifest = read_run_json(path / "experiment_manifest.json")
+    run.config = read_run_json(path / "config.json")
+    run.stats = read_run_json(path / "sensitivity_stats.json")
+    run.perturbation = read_run_json(path / "perturbation_results.json")
+    run.superweights = read_run_json(path / "superweights.json")
+    run.baseline = read_run_json(path / "baseline.json")
+    run.top = read_run_table(path / "top_weights.csv")
     run.model = dict(lm_summary or (run.manifest or {}).get("model") or {})
     return run
 
 
-def input_fingerprint(run_dir: Path) -> dict[str, list[int]]:
-    """(size, mtime in ns) of each input file present: cheap, and changes whenever a file is rewritten."""
-    out = {}
+def input_fingerprint(run_dir: Path) -> dict[str, list[Any]]:
+    """(size, SHA-256) of each input file present: changes with the content, and never with the clock,
+    so two identical runs write identical figures.json files (the inputs are small JSON/CSV files)."""
+    out: dict[str, list[Any]] = {}
     for name in INPUT_FILES:
         p = Path(run_dir) / name
         if p.is_file():
-            st = p.stat()
-            out[name] = [st.st_size, st.st_mtime_ns]
+            data = p.read_bytes()
+            out[name] = [len(data), hashlib.sha256(data).hexdigest()]
     return out
-
-
-def _optional_json(path: Path) -> Any:
-    return read_json(path) if path.is_file() else None

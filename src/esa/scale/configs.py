@@ -20,6 +20,7 @@ from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 
 from esa.errors import EsaError
 from esa.models.aliases import BUNDLED_ALIASES, BUNDLED_GGUF
+from esa.models.files import check_gguf
 from esa.models.hf import hf_errors
 from esa.models.tiny import TINY_CONFIGS, build_tiny_model
 
@@ -151,6 +152,7 @@ def _resolve(model: str) -> ResolvedConfig:
     if model.endswith(".gguf"):
         if not path.is_file():
             raise EsaError(f"GGUF file {model} not found")
+        check_gguf(path)
         return ResolvedConfig(_gguf_config(path), f"gguf {path.name}")
     if model in TINY_CONFIGS:
         with torch.device("meta"):
