@@ -7,7 +7,8 @@ The out-dir contract (README, "Output directories"):
 - a directory holding anything else is refused, and so is any non-empty directory that is or contains
   `/`, HOME, the current directory or a protected path (the model's directory);
 - everything is written into `.NAME.esa-tmp-PID/` beside the target (same parent, so the same
-  filesystem) and renamed into place on success; whether that rename can work is probed before the
+  filesystem) and renamed into place on success (into an empty existing target, entry by entry with
+  the manifest last, so a current directory stays the same directory); whether that rename can work is probed before the
   caller computes anything (a mount point, an immutable or read-only directory fail at `__enter__`);
 - an exclusive `fcntl.flock` on `.NAME.esa-lock` beside the target stops a second concurrent run; while
   holding it, staging directories of killed runs (`.NAME.esa-tmp-PID` whose process is gone) are removed;
@@ -225,11 +226,19 @@ class RunDir:
             raise write_error(exc, self.out_dir) from None
 
     def _commit(self) -> None:
-        """Rename the stage into place; an existing (empty or overwritten) target is moved aside, then deleted."""
+        """Put the stage in place: renamed to a new target; moved into an empty one (it may be the current
+        directory, which must survive), manifest last; an overwritten run is moved aside, then deleted."""
         assert self.stage is not None
         if not self.out_dir.exists():
             os.rename(self.stage, self.out_dir)
             return
+        entries = list(self.out_dir.iterdir())
+        if not entries:
+            self._move_into_empty_target()
+            return
+        if not (self.overwrite and is_run_dir(self.out_dir)):
+            raise EsaError(f"files appeared in --out-dir {self.out_dir} during the run; nothing was written, "
+                           "choose a new directory and run again")
         old = self.out_dir.parent / f".{self.out_dir.name}.esa-old-{os.getpid()}"
         os.rename(self.out_dir, old)
         try:
@@ -238,6 +247,19 @@ class RunDir:
             os.rename(old, self.out_dir)
             raise
         shutil.rmtree(old, ignore_errors=True)
+
+    def _move_into_empty_target(self) -> None:
+        assert self.stage is not None
+        names = sorted((p.name for p in self.stage.iterdir()), key=lambda n: n == RUN_MARKER)
+        moved: list[str] = []
+        try:
+            for name in names:
+                os.rename(self.stage / name, self.out_dir / name)
+                moved.append(name)
+        except BaseException:
+            for name in moved:  # back to the stage, which cleanup removes: the target stays empty
+                os.rename(self.out_dir / name, self.stage / name)
+            raise
 
     def _cleanup(self) -> None:
         if self.stage is not None:
