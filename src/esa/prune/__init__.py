@@ -8,7 +8,7 @@
 `keep=True` leaves the pruned weights in memory for `save_pruned_model`.
 """
 
-from esa.prune.criterion import FORMULA, MARGIN, beats_magnitude, bits_per_byte, gap_improvement
+from esa.prune.criterion import FORMULA, MARGIN, beats_magnitude, gap_improvement
 from esa.prune.patterns import GROUPS, Pattern, parse_pattern, prune_masks
 from esa.prune.prune import PruneResult, prune
 from esa.prune.save import pruning_provenance, save_pruned_model, superweight_positions
@@ -28,7 +28,6 @@ __all__ = [
     "SparseGPTLayer",
     "Target",
     "beats_magnitude",
-    "bits_per_byte",
     "esa_blend",
     "find_targets",
     "gap_improvement",

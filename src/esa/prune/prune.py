@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -27,7 +27,6 @@ from esa.evaluation.perplexity import evaluate as evaluate_ppl
 from esa.models.types import LoadedModel
 from esa.perturb import apply_perturbation, tensor_checksum
 from esa.prune.calibration import input_hessians
-from esa.prune.criterion import bits_per_byte
 from esa.prune.patterns import Pattern, check_group, check_shape, check_sparsity, n_pruned, parse_pattern, prune_masks
 from esa.prune.scores import SPARSEGPT, check_score, weight_scores
 from esa.prune.sparsegpt import sparsegpt_layer
@@ -41,7 +40,8 @@ class PruneResult:
 
     `achieved_sparsity` and `per_tensor` count zeros in the pruned weights (pre-existing zeros
     included), over the targets. `ppl`/`accuracy`/`bits_per_byte` are on the evaluation windows
-    (None when `evaluate=False`). `obs_loss` is SparseGPT's Σ e² per tensor.
+    (None when `evaluate=False`); `zero_shot` is what the `tasks` callable returned for the pruned
+    model. `obs_loss` is SparseGPT's Σ e² per tensor.
     """
 
     score: str
@@ -63,6 +63,7 @@ class PruneResult:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     obs_loss: dict[str, float] = field(default_factory=dict)
+    zero_shot: dict[str, Any] | None = None
 
     def row(self) -> dict[str, Any]:
         """The flat table row (prune_results.csv)."""
@@ -96,6 +97,7 @@ def prune(
     evaluate: bool = True,
     keep: bool = False,
     scores: dict[str, torch.Tensor] | None = None,
+    tasks: Callable[[], dict[str, Any]] | None = None,
 ) -> PruneResult:
     """Prune `lm` under one condition and evaluate it; see the module docstring.
 
@@ -153,10 +155,11 @@ def prune(
         ppl = accuracy = bpb = None
         if evaluate:
             t0 = time.perf_counter()
-            result = evaluate_ppl(lm.model, windows, "eval", batch_size, allow_nonfinite=True)
-            ppl, accuracy = result.ppl, result.accuracy
-            bpb = bits_per_byte(result, windows, lm.tokenizer)
+            measured = windows if windows.text_measures is not None else windows.with_text_measures(lm.tokenizer)
+            result = evaluate_ppl(lm.model, measured, "eval", batch_size, allow_nonfinite=True)
+            ppl, accuracy, bpb = result.ppl, result.accuracy, result.bits_per_byte
             timings["eval_s"] = time.perf_counter() - t0
+        zero_shot = tasks() if tasks is not None else None
     finally:
         if not keep:
             writes.restore()
@@ -167,7 +170,7 @@ def prune(
         seed=seed, achieved_sparsity=n_zero / n_weights, per_tensor=per_tensor, n_weights=n_weights,
         n_zero=n_zero, n_protected=sum(int(m.sum()) for m in protected.values()), ppl=ppl, accuracy=accuracy,
         bits_per_byte=bpb, kept=keep, targets=[t.name for t in targets], notes=list(dict.fromkeys(notes)),
-        timings=timings, obs_loss=obs_loss,
+        timings=timings, obs_loss=obs_loss, zero_shot=zero_shot,
     )
 
 
