@@ -15,6 +15,7 @@ from esa.errors import EsaError
 COMMAND_MODULES = [
     "esa.cli.core",
     "esa.cli.prune",
+    "esa.cli.interpret",
 ]
 
 for _module in COMMAND_MODULES:
