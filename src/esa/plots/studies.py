@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from esa.plots.style import LINE_STYLES, MARKERS, OKABE_ITO, figure_legend, log_axis, new_figure, styled
+from esa.plots.values import fmt, num
 
 DEFAULT_SCALING = ("max_over_median", "gini", "top_share_0.1%", "frac_above_threshold")
 DEFAULT_RATIOS = ("attention_vs_mlp", "early_concentration", "embed_head_share")
@@ -50,15 +51,15 @@ def _scaling_panel(top: Any, bottom: Any, fit: dict[str, Any], color: str) -> No
     x = np.array([p["size"] for p in fit["points"]], float)
     y = np.array([p["value"] for p in fit["points"]], float)
     band = fit.get("band") or {}
-    if band:
+    if band and all(num(v) is not None for v in band["lower"] + band["upper"]):
         top.fill_between(band["size"], band["lower"], band["upper"], color=color, alpha=0.2, linewidth=0,
                          label="95% band of the fit")
     grid = np.geomspace(x.min(), x.max(), 50)
     top.plot(grid, fit["c"] * grid ** fit["alpha"], color=color, linestyle="-", label="fit")
     top.plot(x, y, linestyle="none", marker="o", color="#000000", markersize=4, label="runs")
     lo, hi = fit["alpha_ci95"]
-    top.set_title(f"{fit['quantity']} ({fit['metric']})\nα = {fit['alpha']:.3g} [{lo:.3g}, {hi:.3g}], "
-                  f"R² = {fit['r2']:.3g}", fontsize=8)
+    top.set_title(f"{fit['quantity']} ({fit['metric']})\nα = {fmt(fit['alpha'], 3)} [{fmt(lo, 3)}, {fmt(hi, 3)}], "
+                  f"R² = {fmt(fit['r2'], 3)}", fontsize=8)
     bp = fit.get("breakpoint") or {}
     if bp.get("preferred"):
         top.axvline(bp["size"], color="#333333", linestyle=":", label="breakpoint (preferred)")

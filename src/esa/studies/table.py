@@ -59,6 +59,8 @@ def run_table(runs: Iterable[Path | str]) -> pd.DataFrame:
     for p in paths:
         if not p.is_dir() or not is_run_dir(p):
             raise EsaError(f"{p} is not an ESA run directory (no {S.MANIFEST}); give finished run directories only")
+        if str(read_json(p / S.MANIFEST).get("command", "")).startswith("study"):
+            raise EsaError(f"{p} is the output of an esa study, not a run; give the run directories it was made from")
     return pd.DataFrame([read_run(p) for p in paths])
 
 
