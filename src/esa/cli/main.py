@@ -15,7 +15,10 @@ from esa.errors import EsaError
 COMMAND_MODULES = [
     "esa.cli.core",
     "esa.cli.prune",
+    "esa.cli.study",
     "esa.cli.interpret",
+    "esa.cli.quantize",
+    "esa.cli.finetune",
 ]
 
 for _module in COMMAND_MODULES:
