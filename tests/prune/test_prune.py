@@ -151,3 +151,26 @@ def test_saved_model_loads_with_plain_transformers(llama, windows, tmp_path) -> 
         llama.model.load_state_dict(saved)
     with pytest.raises(EsaError, match="keep=True"):
         save_pruned_model(llama, prune(llama, windows, score="magnitude", sparsity=0.5), tmp_path / "dense")
+
+
+def test_failure_midway_restores_even_when_keeping(llama, windows, monkeypatch) -> None:
+    calls = {"n": 0}
+    real = prune_module.sparsegpt_layer
+
+    def fail_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prune_module, "sparsegpt_layer", fail_on_third)
+    before = checksums(llama.model)
+    for keep in (False, True):
+        calls["n"] = 0
+        with pytest.raises(RuntimeError, match="boom"):
+            prune(llama, windows, score="sparsegpt", sparsity=0.5, keep=keep)
+        assert checksums(llama.model) == before
+    with pytest.raises(RuntimeError, match="boom"):
+        calls["n"] = 0
+        prune(llama, windows, score="magnitude", sparsity=0.5, keep=True, tasks=lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert checksums(llama.model) == before

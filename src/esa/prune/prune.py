@@ -8,7 +8,8 @@ already pruned; a block's sublayers share one pass in which the block itself is 
 Mask-only pruning zeroes weights through esa.perturb.apply_perturbation (the `zero` perturbation:
 original bits saved, checksummed, restored on exit). SparseGPT also rewrites the weights it keeps, so
 each rewritten tensor is copied whole before the write and restored from the copy, proven by the
-same checksum. With `keep=True` nothing is restored: the pruned model stays in memory (to save it).
+same checksum. With `keep=True` the pruned model stays in memory (to save it); the copies that would
+undo it are then held only until the condition has finished, so a failure still restores the model.
 Memory: a score tensor per target (float32), the masks, and the saved bits (mask-only) or tensors.
 """
 
@@ -160,9 +161,10 @@ def prune(
             ppl, accuracy, bpb = result.ppl, result.accuracy, result.bits_per_byte
             timings["eval_s"] = time.perf_counter() - t0
         zero_shot = tasks() if tasks is not None else None
-    finally:
-        if not keep:
-            writes.restore()
+    except BaseException:
+        writes.restore()  # a failed condition never leaves a half-pruned model, kept or not
+        raise
+    writes.commit() if keep else writes.restore()
     timings["total_s"] = time.perf_counter() - start
     return PruneResult(
         score=score if isinstance(score, str) else getattr(score, "name", str(score)),
@@ -288,18 +290,22 @@ class _Writes:
         return self.named[name].detach()
 
     def zero(self, name: str, flat: torch.Tensor) -> None:
-        if self.keep:
-            with torch.no_grad():
-                self.tensor(name).view(-1)[flat.to(self.tensor(name).device)] = 0
+        if self.keep:  # the perturbation context would restore on exit; a kept model needs a plain write
+            tensor = self.tensor(name)
+            self.replace(name, tensor.clone().view(-1).index_fill_(0, flat.to(tensor.device), 0).view(tensor.shape))
         else:
             self.stack.enter_context(apply_perturbation(self.named, {name: flat}, "zero", self.generator))
 
     def replace(self, name: str, values: torch.Tensor) -> None:
         tensor = self.tensor(name)
-        if not self.keep:
-            self.saved.append((name, tensor.clone(), tensor_checksum(tensor)))
+        self.saved.append((name, tensor.clone(), tensor_checksum(tensor)))
         with torch.no_grad():
             tensor.copy_(values)
+
+    def commit(self) -> None:
+        """Keep every write: drop the copies that would undo them."""
+        self.saved.clear()
+        self.stack.close()
 
     def restore(self) -> None:
         """Undo every write, last first; a tensor whose checksum differs afterwards is a bug."""
