@@ -36,9 +36,10 @@ whom whose when where why how all any each some such only own same too very can 
 would should could may might must shall into over under about after before between through during up down out off
 again further once also
 """
-STOPWORDS = frozenset(_FUNCTION_WORDS.split()) | frozenset(",.;:!?'\"-()")
-STOPWORD_RULE = (f"a token is a stopword when its decoded text, stripped and lower-cased, is one of {len(STOPWORDS) - 11} English "
-                 "function words or , . ; : ! ? ' \" - ( )")
+_PUNCTUATION = ",.;:!?'\"-()"
+STOPWORDS = frozenset(_FUNCTION_WORDS.split()) | frozenset(_PUNCTUATION)
+STOPWORD_RULE = (f"a token is a stopword when its decoded text, stripped and lower-cased, is one of "
+                 f"{len(set(_FUNCTION_WORDS.split()))} English function words or one of {' '.join(_PUNCTUATION)}")
 
 
 def stopword_ids(tokenizer: Any, vocab_size: int) -> torch.Tensor:
