@@ -138,14 +138,16 @@ def fault_campaign(
     lm: LoadedModel, windows: WindowSet, *, injections: int | None = None, margin: float | None = None,
     confidence: float = 0.95, sites: str | tuple[str, str, int] | WeightSet = "random", bits: str | int = "all",
     faults_per_trial: int = 1, failure: str = "dppl>1", seed: int = 0, batch_size: int = 4,
-    params: list[str] | None = None, progress: bool = False,
+    params: list[str] | None = None, progress: bool = False, max_seconds: float | None = None,
 ) -> FaultResult:
     """Run a campaign of single- or multi-bit faults; the model is bit-exactly restored after each trial.
 
     `sites`: "random" (every weight of `params`, default all), ("topk", metric, k) (the global top-k
     of `metric` scored on the calibration windows) or a WeightSet. Give exactly one of `injections`
     or `margin` (Leveugle's sample size). Evaluation uses every "eval" window of `windows`: a
-    campaign costs one pass per trial, so build `windows` with few evaluation windows.
+    campaign costs one pass per trial, so build `windows` with few evaluation windows. With
+    `max_seconds` the campaign stops drawing trials after that long (the trials run are the same
+    prefix the full campaign would run; `sample_size["stopped_early"]` says so).
     """
     criterion = Failure.parse(failure)
     names = list(lm.params) if params is None else params
@@ -178,6 +180,9 @@ def fault_campaign(
     eval_times: list[float] = []
     start = time.perf_counter()
     for t in range(injections):
+        if max_seconds is not None and t and time.perf_counter() - start > max_seconds:
+            rule["stopped_early"] = f"after {t} of {injections} trials (max_seconds={max_seconds:g})"
+            break
         chosen = population.draw(rng, faults_per_trial)
         faults = [_fault(lm, tensors[s.param], s, positions[tensors[s.param].dtype], rng) for s in chosen]
         with ExitStack() as stack:
@@ -190,7 +195,7 @@ def fault_campaign(
         crashed = not math.isfinite(res.mean_nll)
         failed = criterion.failed(res.ppl, res.accuracy, base.ppl, base.accuracy)
         trials.append(Trial(t, tuple(faults), res.ppl, res.accuracy, failed, crashed))
-        if progress and (t + 1) % 100 == 0:
+        if progress and (t + 1) % 25 == 0:
             print(f"  {t + 1}/{injections} trials, {sum(x.failed for x in trials)} failures", flush=True)
     campaign_s = time.perf_counter() - start
     return FaultResult(
