@@ -5,7 +5,7 @@ import types
 from typing import Any
 
 from esa.quantize.allocate import OBJECTIVE, Allocation, allocate
-from esa.quantize.core import METHODS, QuantResult, quantize
+from esa.quantize.core import METHODS, QuantResult, check_configuration, quantize
 from esa.quantize.gptq import gptq
 from esa.quantize.protect import Protection, protect
 from esa.quantize.rtn import SUPPORTED_BITS, Grid, QuantizedMatrix, fit_grid, rtn
@@ -14,7 +14,7 @@ from esa.quantize.targets import Target, find_targets
 
 __all__ = [
     "METHODS", "OBJECTIVE", "SUPPORTED_BITS", "Allocation", "Grid", "Protection", "QuantResult", "QuantizedMatrix",
-    "ScoreCache", "Target", "allocate", "find_targets", "fit_grid", "gptq", "protect", "quantize", "rtn",
+    "ScoreCache", "Target", "allocate", "check_configuration", "find_targets", "fit_grid", "gptq", "protect", "quantize", "rtn",
 ]
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -55,7 +56,7 @@ class QuantResult:
     n_weights: int  # weights in the quantized tensors
     effective_bits: float  # (codes + scales + zero points + kept weights) / n_weights
     eval: EvalResult
-    bits_per_byte: float
+    zero_shot: dict[str, Any] | None = None  # what the `tasks` callable returned for the quantized model
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds; "layer.<i>" per GPTQ block
     notes: list[str] = field(default_factory=list)
     quantized: dict[str, QuantizedMatrix] | None = None  # with keep_quantized: codes and grids, for export
@@ -92,9 +93,15 @@ class QuantResult:
             "allocate_by": self.allocate_by, "keep_metric": self.keep_metric,
             "keep_superweights": self.keep_superweights, "n_kept": self.n_kept, "n_weights": self.n_weights,
             "effective_bits": self.effective_bits, "ppl": self.eval.ppl, "accuracy": self.eval.accuracy,
-            "mean_nll": self.eval.mean_nll, "bits_per_byte": self.bits_per_byte,
+            "mean_nll": self.eval.mean_nll, "bits_per_byte": self.eval.bits_per_byte,
             "seconds": sum(v for k, v in self.seconds.items() if not k.startswith("layer.")),
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the row, the plan, the kept weights, timings, notes, zero-shot scores (no tensors)."""
+        evaluation = {k: v for k, v in asdict(self.eval).items() if k not in ("window_nll", "window_accuracy")}
+        return {**self.row(), "plan": self.plan, "kept": self.kept, "seconds_by_stage": self.seconds,
+                "notes": self.notes, "zero_shot": self.zero_shot, "eval": evaluation}
 
     def restore(self) -> None:
         """Put the original weights back (after `keep_quantized=True`), proven by checksum."""
@@ -110,7 +117,7 @@ def quantize(
     keep_fraction: float | None = None, keep_superweights: bool = False, budget_bits: float | None = None,
     allocate_by: str | None = None, widths: tuple[int, ...] = SUPPORTED_BITS, seed: int = 0,
     batch_size: int = 4, damp: float = 0.01, keep_quantized: bool = False, cache: ScoreCache | None = None,
-    progress: bool = False,
+    tasks: Callable[[], dict[str, Any]] | None = None, progress: bool = False,
 ) -> QuantResult:
     """Quantize-dequantize the linear layers of `lm` in its dtype, evaluate on `windows`' eval split,
     and restore the model bit-exactly (unless `keep_quantized`).
@@ -119,7 +126,8 @@ def quantize(
     `allocate_by` (a metric), each tensor gets a width from `widths` instead (`bits` must then be None).
     `keep_topk` weights (or `keep_fraction` of the targets) with the highest `keep_metric` score, and
     with `keep_superweights` every validated super weight, stay unquantized. Pass one `cache` to
-    several calls on the same model and windows to score once.
+    several calls on the same model and windows to score once. `tasks`, if given, is called while the
+    model is quantized (zero-shot scoring, say) and its answer kept as `zero_shot`.
     """
     targets = find_targets(lm)
     n_weights = sum(t.numel for t in targets)
@@ -160,8 +168,10 @@ def quantize(
                                   protection, damp, batch_size, seconds, notes)
         seconds["quantize"] = time.perf_counter() - start
         start = time.perf_counter()
-        result = evaluate(lm.model, windows, "eval", batch_size, progress, allow_nonfinite=True)
+        measured = windows if windows.text_measures is not None else windows.with_text_measures(lm.tokenizer)
+        result = evaluate(lm.model, measured, "eval", batch_size, progress, allow_nonfinite=True)
         seconds["evaluate"] = time.perf_counter() - start
+        zero_shot = tasks() if tasks is not None else None
     except BaseException:
         _restore(targets, originals, checksums)
         raise
@@ -171,8 +181,7 @@ def quantize(
         method=method, bits=bits, group_size=group_size, symmetric=symmetric, act_order=act_order,
         budget_bits=budget_bits, allocate_by=allocate_by, keep_metric=keep_metric if k else None,
         keep_superweights=keep_superweights, plan=plan, kept=protection.rows, n_weights=n_weights,
-        effective_bits=total_bits / n_weights, eval=result, bits_per_byte=_bits_per_byte(lm, windows, result),
-        seconds=seconds, notes=notes, quantized=quantized if keep_quantized else None,
+        effective_bits=total_bits / n_weights, eval=result, zero_shot=zero_shot, seconds=seconds, notes=notes, quantized=quantized if keep_quantized else None,
         _originals=originals if keep_quantized else None, _checksums=checksums, _targets=targets,
     )
 
@@ -226,10 +235,17 @@ def _restore(targets: list[Target], originals: dict[str, torch.Tensor], checksum
             raise RuntimeError(f"restoring {t.name} did not give back its original bits")
 
 
-def _bits_per_byte(lm: LoadedModel, windows: WindowSet, result: EvalResult) -> float:
-    """Total next-token NLL in bits / UTF-8 bytes of the predicted tokens (each window decoded alone)."""
-    n_bytes = sum(len(lm.tokenizer.decode(windows.window(o)[1:].tolist()).encode("utf-8")) for o in windows.eval_offsets)
-    return result.mean_nll * result.n_tokens / math.log(2) / max(n_bytes, 1)
+def check_configuration(
+    lm: LoadedModel, *, bits: int | None, group_size: int, method: str = "rtn", symmetric: bool = False,
+    act_order: bool = False, keep_topk: int = 0, keep_metric: str | None = None, keep_fraction: float | None = None,
+    keep_superweights: bool = False, budget_bits: float | None = None, allocate_by: str | None = None,
+    widths: tuple[int, ...] = SUPPORTED_BITS,
+) -> int:
+    """EsaError for any problem with one configuration (what `quantize` checks first); the number of
+    top weights it keeps. Lets a caller check a whole grid before quantizing any of it."""
+    targets = find_targets(lm)
+    return _check(targets, sum(t.numel for t in targets), bits, group_size, method, keep_topk, keep_metric,
+                  keep_fraction, budget_bits, allocate_by, widths, symmetric)
 
 
 def _check(

@@ -51,25 +51,23 @@ def save_hf(lm: LoadedModel, result: QuantResult, directory: Path) -> Path:
     return directory
 
 
-def gguf_type(result: QuantResult) -> str:
+def gguf_type(bits: int | None, group_size: int, symmetric: bool, n_kept: int) -> str:
     """The GGUF block type of a configuration, or EsaError saying why it has none."""
-    if result.bits is None or result.n_kept or result.group_size != GGUF_BLOCK:
+    if bits is None or n_kept or group_size != GGUF_BLOCK:
         raise EsaError("a GGUF file needs uniform bits, no kept weights and --group-size 32; "
                        "use the Hugging Face directory for this configuration")
     try:
-        return GGUF_TYPES[result.bits, result.symmetric]
+        return GGUF_TYPES[bits, symmetric]
     except KeyError:
-        raise EsaError(f"no GGUF block type for {result.bits}-bit {'symmetric' if result.symmetric else 'asymmetric'}; "
+        raise EsaError(f"no GGUF block type for {bits}-bit {'symmetric' if symmetric else 'asymmetric'}; "
                        "GGUF export supports 8-bit symmetric (Q8_0), 4-bit symmetric (Q4_0), 4-bit asymmetric (Q4_1)") from None
 
 
-def check_gguf(lm: LoadedModel, result: QuantResult) -> str:
-    """The block type, after checking the model can be written (before any work)."""
-    kind = gguf_type(result)
+def check_gguf_model(lm: LoadedModel) -> None:
+    """EsaError unless the model's architecture has llama.cpp tensor names here."""
     if getattr(lm.model.config, "model_type", None) not in GGUF_ARCHITECTURES:
         raise EsaError(f"GGUF export supports {', '.join(GGUF_ARCHITECTURES)} models, not "
                        f"{lm.model.config.model_type!r}; use the Hugging Face directory")
-    return kind
 
 
 def save_gguf(lm: LoadedModel, result: QuantResult, path: Path) -> Path:
@@ -78,7 +76,8 @@ def save_gguf(lm: LoadedModel, result: QuantResult, path: Path) -> Path:
 
     _require_quantized(result)
     assert result.quantized is not None
-    kind = check_gguf(lm, result)
+    kind = gguf_type(result.bits, result.group_size, result.symmetric, result.n_kept)
+    check_gguf_model(lm)
     qtype = gguf.GGMLQuantizationType[kind]
     cfg = lm.model.config
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
