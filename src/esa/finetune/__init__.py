@@ -11,10 +11,12 @@ from esa.finetune.lora import RANK_RULE, LoraPlan, plan_lora
 from esa.finetune.masks import RANDOM, metric_mask, random_mask, resolve_budget
 from esa.finetune.preserve import preserved
 from esa.finetune.save import DELTA_FILE, apply_delta, save_delta, save_finetuned
-from esa.finetune.train import DEFAULT_BUDGET, DEFAULT_FROZEN, DEFAULT_LAMBDA, MODES, FinetuneResult, finetune
+from esa.finetune.train import (
+    DEFAULT_BUDGET, DEFAULT_FROZEN, DEFAULT_LAMBDA, MODES, FinetuneResult, finetune, watched_weight,
+)
 
 __all__ = [
     "DEFAULT_BUDGET", "DEFAULT_FROZEN", "DEFAULT_LAMBDA", "DELTA_FILE", "DOMAIN_RULE", "MODES", "RANDOM", "RANK_RULE",
     "FinetuneResult", "LoraPlan", "apply_delta", "finetune", "lora", "metric_mask", "plan_lora", "preserved",
-    "random_mask", "resolve_budget", "save_delta", "save_finetuned", "text_windows", "topic_domains",
+    "random_mask", "resolve_budget", "save_delta", "save_finetuned", "text_windows", "topic_domains", "watched_weight",
 ]

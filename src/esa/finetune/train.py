@@ -31,6 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from esa.analysis import detect_superweights
+from esa.artifacts.schema import format_index, unravel
 from esa.data.windows import WindowSet
 from esa.errors import EsaError
 from esa.evaluation import evaluate, next_token_nll
@@ -38,12 +39,13 @@ from esa.finetune import lora
 from esa.finetune.masks import RANDOM, Mask, mask_size, metric_mask, resolve_budget, score, weight_params
 from esa.metrics import METRICS
 from esa.models import LoadedModel, input_device
+from esa.ranking import top_k
 
 MODES = ("sparse", "full", "lora", "frozen-critical")
 PROTECTIONS = ("ewc",)
 DEFAULT_BUDGET = 0.005  # sparse and lora: 0.5% of the weights
 DEFAULT_FROZEN = 1000  # frozen-critical: "lock the top 1000 critical weights"
-DEFAULT_LAMBDA = 1e4
+DEFAULT_LAMBDA = 1e5
 SAMPLING_RULE = "each epoch a torch.Generator().manual_seed(seed) permutation of the training windows, cut into batches"
 
 
@@ -111,6 +113,9 @@ def finetune(
     batch_size: int = 4,
     eval_every: int | None = None,
     seed: int = 0,
+    superweight: str | tuple[str, int] | None = "detect",
+    mask_scores: dict[str, torch.Tensor] | None = None,
+    fisher: dict[str, torch.Tensor] | None = None,
     progress: bool = False,
 ) -> FinetuneResult:
     """Fine-tune `lm` on the calibration windows of `train_windows` and evaluate before and after.
@@ -118,6 +123,10 @@ def finetune(
     Target-domain perplexity is measured on the eval windows of `eval_windows`, forgetting on the eval
     windows of `retain_windows`; `eval_every` steps (default steps // 4) the target perplexity is added to
     the learning curve. The same seed gives the same weights and numbers.
+    `superweight` is the weight (parameter name, flat index) whose value is reported before and after:
+    "detect" takes the strongest super-weight candidate (one activation pass), None reports none.
+    `mask_scores` (scores of `mask_metric` on the mask's data) and `fisher` (grad_squared on the protect
+    data) skip recomputing them when several runs share one model.
     """
     params = weight_params(lm)
     n_weights = sum(p.numel() for p in params.values())
@@ -127,19 +136,20 @@ def finetune(
     eval_every = eval_every or max(1, steps // 4)
     protect_on = retain_windows if retain_windows is not None and retain_windows.calib_offsets else train_windows
 
-    sw = _superweight(lm)
+    sw = watched_weight(lm, superweight)
     before = evaluate(lm.model, eval_windows, "eval", batch_size).ppl
     retain_before = evaluate(lm.model, retain_windows, "eval", batch_size).ppl if retain_windows else None
 
     mask = frozen = None
-    if mode == "sparse":
-        mask = metric_mask(lm, params, mask_metric, train_windows, k, seed=seed, batch_size=batch_size,
-                           progress=progress)
-    elif mode == "frozen-critical":
-        frozen = metric_mask(lm, params, mask_metric, protect_on, k, seed=seed, batch_size=batch_size,
-                             progress=progress)
-    fisher = (score(lm, params, "grad_squared", protect_on, seed=seed, batch_size=batch_size, progress=progress)
-              if protect == "ewc" else None)
+    if mode in ("sparse", "frozen-critical"):
+        on = train_windows if mode == "sparse" else protect_on
+        chosen = (top_k({n: mask_scores[n] for n in params}, k, "global").by_param()
+                  if mask_scores is not None and mask_metric != RANDOM
+                  else metric_mask(lm, params, mask_metric, on, k, seed=seed, batch_size=batch_size,
+                                   progress=progress))
+        mask, frozen = (chosen, None) if mode == "sparse" else (None, chosen)
+    if protect == "ewc" and fisher is None:
+        fisher = score(lm, params, "grad_squared", protect_on, seed=seed, batch_size=batch_size, progress=progress)
 
     start = time.perf_counter()
     with _training_state(lm.model):
@@ -178,8 +188,9 @@ def finetune(
             "ewc_penalty": "(lambda/2) * sum F (w - w0)^2, F = grad_squared on the protect data" if protect else None,
             "train_ppl": "perplexity on the eval windows of the training domain",
             "retain_ppl": "perplexity on the eval windows of the retain text" if retain_windows else None,
-            "superweight": "strongest super-weight candidate (esa.analysis.detect_superweights, one pass, "
-                           "not validated) of the model before training" if sw else None,
+            "superweight": ("strongest super-weight candidate (esa.analysis.detect_superweights, one pass, "
+                            "not validated) of the model before training") if superweight == "detect" else
+                           ("given by the caller" if sw else None),
         },
         delta=delta,
     )
@@ -227,13 +238,22 @@ def _check(
     return resolve_budget(n_weights, budget, budget_k, default)
 
 
-def _superweight(lm: LoadedModel) -> dict[str, Any] | None:
-    """The strongest super-weight candidate before training (one activation pass, no validation)."""
-    found = detect_superweights(lm, None, max_iter=1, n_controls=0).candidates
-    if not found:
+def watched_weight(lm: LoadedModel, which: str | tuple[str, int] | None) -> dict[str, Any] | None:
+    """The watched weight before training: given, or the strongest super-weight candidate (not validated)."""
+    if which is None:
         return None
-    c = found[0]
-    return {"param": c["param"], "index": c["index"], "flat_index": c["flat_index"], "value_before": c["value"]}
+    if which == "detect":
+        found = detect_superweights(lm, None, max_iter=1, n_controls=0).candidates
+        if not found:
+            return None
+        which = (found[0]["param"], found[0]["flat_index"])
+    name, flat = which
+    named = dict(lm.model.named_parameters())
+    if name not in named or not 0 <= flat < named[name].numel():
+        raise EsaError(f"the watched super weight {name}[{flat}] is not in the model")
+    value = float(named[name].detach().reshape(-1)[flat])
+    return {"param": name, "index": format_index(unravel(flat, named[name].shape)), "flat_index": flat,
+            "value_before": value}
 
 
 @contextmanager
