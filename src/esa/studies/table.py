@@ -14,8 +14,8 @@ Derived facts (the rule is also written into each row's `*_rule` field):
 - MoE when the summary counts router or expert parameters; active parameters = non-expert parameters
   + expert parameters * experts_per_token / n_experts (total parameters for a dense model);
 - instruction-tuned when the model id, the GGUF file name or the model path contains "instruct",
-  "chat", "-it" or "sft" (case-insensitive), or a chat template ships with the model config; base
-  otherwise (tiny random models are base).
+  "chat", "-it" or "sft" (case-insensitive); base otherwise (tiny random models are base). A chat
+  template is no evidence: base checkpoints (Gemma 3 pt, for one) ship one too.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ INSTRUCT_PATTERN = re.compile(r"instruct|chat|(^|[-_.])it($|[-_.])|sft", re.IGNO
 RULES = {
     "n_nonembedding": "n_params - embedding - lm_head parameters (model summary params_by_component)",
     "n_active": "non-expert parameters + expert parameters * experts_per_token / n_experts; n_params when dense",
-    "instruction_tuned": f"model id, GGUF file or model path matches /{INSTRUCT_PATTERN.pattern}/i, or a chat "
-                         "template ships with the model config",
+    "instruction_tuned": f"model id, GGUF file or model path matches /{INSTRUCT_PATTERN.pattern}/i "
+                         "(a chat template is no evidence: base checkpoints ship one too)",
     "frac_above_threshold": f"share of scored weights with score >= {THRESHOLD_X_MEDIAN:g} x the global median, "
                             "from the saved histogram's bins wholly above it (a lower bound, bin width 2^-7 relative)",
     "superweight_strength": "delta_ppl / ppl_baseline of each candidate judged a super weight when zeroed alone",
@@ -100,7 +100,7 @@ def model_facts(summary: dict[str, Any], run_config: dict[str, Any]) -> dict[str
     if "instruction_tuned" in summary:
         instruct = bool(summary["instruction_tuned"])
     else:
-        instruct = bool(INSTRUCT_PATTERN.search(names)) or bool(cfg.get("_has_chat_template"))
+        instruct = bool(INSTRUCT_PATTERN.search(names))
     return {
         "model": summary.get("model_id") or model_ref or None,
         "family": summary.get("family") or cfg.get("model_type") or None,
@@ -225,11 +225,7 @@ def _model_config(summary: dict[str, Any], model_ref: str) -> dict[str, Any]:
         folder = found[0].parent if found else None
     if folder is None or not (folder / "config.json").is_file():
         return {}
-    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    tok = folder / "tokenizer_config.json"
-    cfg["_has_chat_template"] = (folder / "chat_template.jinja").is_file() or (
-        tok.is_file() and "chat_template" in json.loads(tok.read_text(encoding="utf-8")))
-    return cfg
+    return json.loads((folder / "config.json").read_text(encoding="utf-8"))
 
 
 def _glob_escape(text: str) -> str:
