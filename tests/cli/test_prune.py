@@ -9,15 +9,15 @@ import pytest
 
 def test_prune_end_to_end(esa, tmp_path) -> None:
     out = tmp_path / "out"
-    result = esa("prune", "--model", "tiny-llama", "--score", "magnitude,act_mag,sparsegpt", "--sparsity", "0.5,0.7",
+    result = esa("prune", "--model", "tiny-llama", "--score", "magnitude,act_mag,sparsegpt", "--sparsity", "0.7",
                  "--pattern", "unstructured,2:4", "--max-samples", "4", "--eval-samples", "2", "--seq-len", "32",
                  "--save-plots", "--out-dir", str(out))
     assert result.code == 0, result.err
     data = json.loads((out / "prune_results.json").read_text())
-    assert len(data["rows"]) == 9 and data["mode"] == "one-shot"
+    assert len(data["rows"]) == 6 and data["mode"] == "one-shot"
     assert {r["score"] for r in data["rows"]} == {"magnitude", "act_mag", "sparsegpt"}
     assert all(abs(r["achieved_sparsity"] - r["sparsity"]) < 0.02 for r in data["rows"])  # floor(s·32) per row
-    assert len(data["criterion"]) == 6 and "PASS" in result.out or "FAIL" in result.out
+    assert len(data["criterion"]) == 4 and ("PASS" in result.out or "FAIL" in result.out)
     assert (out / "prune_results.csv").exists() and (out / "plots" / "prune_ppl.png").exists()
     assert "one-shot" in result.out
 
