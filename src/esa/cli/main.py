@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "esa.cli.interpret",
     "esa.cli.quantize",
     "esa.cli.finetune",
+    "esa.cli.security",
 ]
 
 for _module in COMMAND_MODULES:
