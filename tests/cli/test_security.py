@@ -30,12 +30,12 @@ def model_dirs(tmp_path_factory):
 def test_faults_random_vs_critical(esa, tmp_path) -> None:
     out = tmp_path / "out"
     result = esa("faults", "--model", "tiny-llama", "--sites", "random,topk:magnitude:20", "--injections", "6",
-                 "--bits", "exponent", *SMALL, "--out-dir", str(out))
+                 "--bits", "exponent", "--save-plots", *SMALL, "--out-dir", str(out))
     assert result.code == 0, result.err
     data = json.loads((out / "faults.json").read_text())
     assert set(data["campaigns"]) == {"random", "topk_magnitude_20"}
     assert all(c["overall"]["n"] == 6 for c in data["campaigns"].values())
-    assert (out / "faults.csv").exists() and "P(fail)" in result.out
+    assert (out / "faults.csv").exists() and (out / "plots" / "fault_bits.png").exists() and "P(fail)" in result.out
 
 
 def test_attack_with_defence(esa, tmp_path) -> None:

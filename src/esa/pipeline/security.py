@@ -91,6 +91,15 @@ def run_faults_command(opts: FaultsOptions) -> str:
                                        "side_by_side": table.to_dict(orient="records")})
         rows = pd.concat([r.table().assign(campaign=k) for k, r in results.items()], ignore_index=True)
         run.write_table(rows, schema.FAULTS_TABLE)
+        if opts.output.save_plots:
+            import json
+
+            from esa.plots.security import plot_fault_bits
+            from esa.plots.style import save_figure
+
+            fig = plot_fault_bits(json.loads(run.path(schema.FAULTS).read_text()), lm.model_id)
+            if fig is not None:
+                save_figure(fig, run.path(schema.PLOTS_DIR), "fault_bits")
     lines = []
     for label, r in results.items():
         lines.append(f"{label:28s} {r.overall.n} trials  P(fail) {r.overall.p:.4f} [{r.overall.lo:.4f}, {r.overall.hi:.4f}]"
