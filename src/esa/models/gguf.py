@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import tempfile
-from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,16 +89,16 @@ def writable_cache_dir() -> Path:
         probe.rmdir()
         return root
     except OSError as exc:
-        return _temporary_cache(str(root), exc.strerror or str(exc))
+        global _fallback
+        if _fallback is None:
+            _fallback = Path(tempfile.mkdtemp(prefix="esa-cache-"))
+            atexit.register(shutil.rmtree, _fallback, True)
+            log.warning("cannot write the model cache %s (%s); using a temporary cache for this run (set "
+                        "ESA_CACHE_DIR to a writable directory to keep converted models)", root, exc.strerror or exc)
+        return _fallback
 
 
-@lru_cache(maxsize=1)
-def _temporary_cache(root: str, why: str) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix="esa-cache-"))
-    atexit.register(shutil.rmtree, tmp, True)
-    log.warning("cannot write the model cache %s (%s); using a temporary cache for this run (set ESA_CACHE_DIR "
-                "to a writable directory to keep converted models)", root, why)
-    return tmp
+_fallback: Path | None = None  # this process's temporary cache, once one was needed
 
 
 def load_gguf(source: GgufSource, options: HfOptions) -> tuple[nn.Module, Any, dict[str, Any]]:
