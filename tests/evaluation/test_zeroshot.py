@@ -97,6 +97,8 @@ def test_local_task_errors(lm, tmp_path):
     with pytest.raises(EsaError, match="its data could not be loaded .*HF_DATASETS_OFFLINE") as caught:
         evaluate_tasks(lm, [str(broken)])
     assert "\n" not in str(caught.value)
+    with pytest.raises(EsaError, match="task 'esa_facts_mc' is given twice"):
+        evaluate_tasks(lm, [MC, MC])
     with pytest.raises(EsaError, match="--limit must be at least 1"):
         evaluate_tasks(lm, [MC], limit=0)
     with pytest.raises(EsaError, match="no tasks given"):

@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -117,11 +116,12 @@ def evaluate_tasks(
         raise EsaError(f"--limit must be at least 1, got {limit}")
     if batch_size < 1:
         raise EsaError(f"--batch-size must be at least 1, got {batch_size}")
+    lm_eval = _import_lm_eval()
     specs = [_task_spec(task) for task in tasks]
     model = lm.model
     was_training = model.training
     with _quiet(progress), _preserved_random_state():
-        lm_eval, manager = _lm_eval(any(isinstance(s, str) for s in specs))
+        manager = _task_manager(any(isinstance(s, str) for s in specs))
         loaded = _load_tasks(manager, specs, tasks)
         from lm_eval.models.huggingface import HFLM
 
@@ -183,18 +183,18 @@ def _resolve_files(files: Any, base: Path) -> Any:
     return files
 
 
-def _lm_eval(need_registry: bool) -> tuple[Any, Any]:
-    """Import lm-eval and a task manager (one per process: indexing lm-eval's built-in tasks takes seconds)."""
+def _import_lm_eval() -> Any:
     try:
         import lm_eval
     except ImportError:
         raise EsaError("zero-shot tasks need lm-evaluation-harness: pip install 'esa-llm[eval]'") from None
-    return lm_eval, _task_manager(need_registry)
+    return lm_eval
 
 
 @functools.lru_cache(maxsize=2)
 def _task_manager(include_defaults: bool) -> Any:
-    """Built-in tasks are indexed only when a task is asked for by name; YAML configs need no index."""
+    """One manager per process (indexing lm-eval's built-in tasks takes seconds), and only when a task
+    is asked for by name; YAML configs need no index."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_defaults=include_defaults)
@@ -213,6 +213,8 @@ def _load_tasks(manager: Any, specs: list[Any], tasks: Sequence[str]) -> dict[st
         if len(built) != 1:
             raise EsaError(f"'{given}' is a group of {len(built)} tasks; name its tasks one by one")
         ((name, task),) = built.items()
+        if name in loaded:
+            raise EsaError(f"task '{name}' is given twice (as '{given}'); give each task once")
         loaded[name] = task
     return loaded
 
@@ -269,7 +271,7 @@ def _one_line(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def _quiet(progress: bool) -> Iterator[None]:
-    """Silence lm-eval's and datasets' logging and progress bars (kept with `progress`)."""
+    """Silence lm-eval's and datasets' logging and progress bars (all on stderr); `progress` keeps them."""
     if progress:
         yield
         return
@@ -277,18 +279,12 @@ def _quiet(progress: bool) -> Iterator[None]:
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
-    saved_env = os.environ.get("HF_DATASETS_DISABLE_PROGRESS_BARS")
-    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
     try:
         with contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
-        if saved_env is None:
-            os.environ.pop("HF_DATASETS_DISABLE_PROGRESS_BARS", None)
-        else:
-            os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = saved_env
 
 
 @contextlib.contextmanager
