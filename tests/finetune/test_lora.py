@@ -20,7 +20,7 @@ def test_targets_are_the_block_linear_projections(lm):
     assert not any("lm_head" in n or "embed" in n for n in names)
 
 
-@pytest.mark.parametrize("k", [10, 300, 1000, 5000, 20000])
+@pytest.mark.parametrize("k", [10, 1000, 20000])
 def test_rank_rule_and_peft_count(lm, domains, k):
     width = _width(lm)
     total = sum(width.values())
@@ -33,7 +33,7 @@ def test_rank_rule_and_peft_count(lm, domains, k):
     assert plan.trainable == plan.rank * sum(width[n] for n in plan.targets)
     train, retain = domains
     with preserved(lm):
-        result = finetune(lm, train, train, mode="lora", budget_k=k, steps=1, batch_size=2)
+        result = finetune(lm, train, train, superweight=None, mode="lora", budget_k=k, steps=1, batch_size=2)
     assert result.trainable == plan.trainable
     assert result.lora["rank"] == plan.rank
 
@@ -43,7 +43,7 @@ def test_lora_changes_the_adapted_weights_only_and_merges(lm, domains):
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     types = [type(m) for m in lm.model.modules()]
     with preserved(lm):
-        finetune(lm, train, train, mode="lora", budget_k=5000, steps=3, lr=1e-2, batch_size=2)
+        finetune(lm, train, train, superweight=None, mode="lora", budget_k=5000, steps=3, lr=1e-2, batch_size=2)
         assert [type(m) for m in lm.model.modules()] == types  # adapters merged away
         targets = {f"{n}.weight" for n in plan_lora(lm, 5000).targets}
         changed = {n for n, p in lm.model.named_parameters() if not p.detach().equal(before[n])}

@@ -12,7 +12,7 @@ from esa.models import load_model
 def test_sparse_delta_round_trips_to_the_same_model(bits, lm, domains, tmp_path):
     train, _ = domains
     with preserved(lm):
-        result = finetune(lm, train, train, mode="sparse", budget_k=500, steps=3, lr=1e-2, batch_size=2)
+        result = finetune(lm, train, train, superweight=None, mode="sparse", budget_k=500, steps=3, lr=1e-2, batch_size=2)
         tuned = bits(lm)
         path = save_finetuned(lm, result, tmp_path)
     assert path.name == DELTA_FILE
@@ -29,7 +29,7 @@ def test_dense_modes_save_a_hugging_face_directory(bits, lm, domains, tmp_path):
 
     train, _ = domains
     with preserved(lm):
-        result = finetune(lm, train, train, mode="full", steps=1, batch_size=2)
+        result = finetune(lm, train, train, superweight=None, mode="full", steps=1, batch_size=2)
         tuned = bits(lm)
         save_finetuned(lm, result, tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
@@ -39,7 +39,7 @@ def test_dense_modes_save_a_hugging_face_directory(bits, lm, domains, tmp_path):
 def test_a_delta_for_another_model_is_refused_without_writing(bits, lm, domains, tmp_path):
     train, _ = domains
     with preserved(lm):
-        result = finetune(lm, train, train, mode="sparse", budget_k=200, steps=2, lr=1e-2, batch_size=2)
+        result = finetune(lm, train, train, superweight=None, mode="sparse", budget_k=200, steps=2, lr=1e-2, batch_size=2)
         path = save_finetuned(lm, result, tmp_path)
     other = load_model("tiny-gptneox")
     before = bits(other)
