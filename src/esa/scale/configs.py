@@ -105,12 +105,20 @@ def resolve_config(model: str) -> ResolvedConfig:
 
 def check_dimensions(config: PretrainedConfig, source: str) -> None:
     """Positive integer sizes, heads that divide the width: a plan from anything else would be nonsense."""
-    _check_positive({key: getattr(config, key, None) for key in _POSITIVE}, source, required=_POSITIVE[:4])
-    heads, kv = config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    values = {key: getattr(config, key, None) for key in _POSITIVE}
+    _check_positive(values, source, required=_POSITIVE[:4])
+    _check_heads(values, source)
+
+
+def _check_heads(values: dict[str, Any], source: str) -> None:
+    heads, hidden = values.get("num_attention_heads"), values.get("hidden_size")
+    if not isinstance(heads, int) or not isinstance(hidden, int):
+        return  # a family without these fields (checked by transformers)
+    kv = values.get("num_key_value_heads") or heads
     if heads % kv:
         raise EsaError(f"{source}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}; fix the config")
-    if getattr(config, "head_dim", None) is None and config.hidden_size % heads:
-        raise EsaError(f"{source}: hidden_size {config.hidden_size} is not divisible by num_attention_heads {heads}; fix the config")
+    if values.get("head_dim") is None and hidden % heads:
+        raise EsaError(f"{source}: hidden_size {hidden} is not divisible by num_attention_heads {heads}; fix the config")
 
 
 def _check_positive(values: dict[str, Any], source: str, required: tuple[str, ...] = ()) -> None:
@@ -135,6 +143,7 @@ def _read_config_json(path: Path) -> None:
         known = "has no model_type" if model_type is None else f"names model_type {model_type!r}, unknown to this transformers"
         raise EsaError(f"{path} {known}; give a config.json of a transformers architecture (e.g. llama, mistral)")
     _check_positive(data, str(path))
+    _check_heads(data, str(path))
 
 
 def _resolve(model: str) -> ResolvedConfig:
