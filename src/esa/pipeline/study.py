@@ -99,9 +99,17 @@ def _families_summary(saved: dict[str, Any], opts: StudyOptions) -> str:
                                                                    "embed_head_share", "mass_share_expert") if name in q]
         lines.append(f"  {g['name']} ({g['n_runs']} run{'s' if g['n_runs'] != 1 else ''}: {', '.join(g['models'])}): "
                      + ", ".join(parts))
-    for t in saved["tests"]:
-        verdict = f"p = {t['p_value']:.3g} ({t['note']})" if t["p_value"] is not None else t["note"]
+        for run, s in g["seed_spread"].items():
+            if s["n_seeds"] > 1:
+                lines.append(f"    attention_vs_mlp over {s['n_seeds']} seeds of {Path(run).name}: mean {fmt(s['mean'], 3)}, "
+                             f"range {fmt(s['min'], 3)}-{fmt(s['max'], 3)}")
+    tested = [t for t in saved["tests"] if t["p_value"] is not None]
+    for t in tested:
         lines.append(f"  {t['quantity']}: {t['group_a']} (n={t['n_a']}) vs {t['group_b']} (n={t['n_b']}): "
-                     f"difference {fmt(t['difference'], 3)}; {verdict}")
+                     f"difference {fmt(t['difference'], 3)}; p = {t['p_value']:.3g} ({t['note']})")
+    single = sorted({g["name"] for g in saved["groups"] if g["n_runs"] < 2})
+    if len(tested) < len(saved["tests"]):
+        lines.append(f"  {len(saved['tests']) - len(tested)} comparisons described, not tested: one run in "
+                     f"{', '.join(single)} (a permutation test needs >= 2 runs per group)")
     lines.append(f"results   {Path(opts.output.out_dir).resolve()}/{schema.FAMILIES}")
     return "\n".join(lines)
