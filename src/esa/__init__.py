@@ -4,8 +4,11 @@ The public API, in one place (imported lazily, so `import esa` stays cheap)::
 
     lm = esa.load_model("smollm2-135m")
     windows = esa.make_windows(esa.load_corpus("builtin", lm.tokenizer), seq_len=128, n_calib=16, n_eval=16, seed=1)
-    profile = esa.profile_seed(lm, esa.get_metric("grad_x_weight"), windows, list(lm.params),
-                               seed=1, k=100, mode="global", batch_size=4)
+    scores = esa.score_model(lm, esa.get_metric("grad_x_weight"), windows, list(lm.params), seed=1, batch_size=4)
+    result = esa.validate(lm, esa.top_k(scores.scores, 20, "global"), "zero", eval_windows=windows, seed=1,
+                          controls=["random_k"], trials=20)
+
+See the README's "Use from Python" for the whole walk-through.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ _API: dict[str, str] = {
     # analyses
     "detect_superweights": "esa.analysis", "weight_analysis": "esa.analysis", "architecture_analysis": "esa.analysis",
     "plan_run": "esa.scale",
+    # validation (phase 3)
+    "validate": "esa.validation", "ValidationResult": "esa.validation", "Criterion": "esa.statistics.validation",
+    "register_perturbation": "esa.perturb", "Perturbation": "esa.perturb", "PerturbParam": "esa.perturb",
+    "plot_perturbation": "esa.plots.perturbation",
     # pipeline steps
     "profile_seed": "esa.pipeline.profile", "score_model": "esa.pipeline.profile",
     "EsaError": "esa.errors",

@@ -18,6 +18,7 @@ def model_state(model: torch.nn.Module) -> dict:
         "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
         "grads": {n: p.grad for n, p in model.named_parameters() if p.grad is not None},
         "training": {n: m.training for n, m in model.named_modules()},
+        "attributes": {n: _attributes(m) for n, m in model.named_modules()},
         "hooks": sum(
             len(getattr(m, attr))
             for m in model.modules()
@@ -27,11 +28,20 @@ def model_state(model: torch.nn.Module) -> dict:
     }
 
 
+def _attributes(module: torch.nn.Module) -> dict:
+    """A module's own attributes (names, and values where they are plain), so an added or changed flag
+    (`_gradient_checkpointing_func`, `gradient_checkpointing`) shows."""
+    plain = (bool, int, float, str, type(None))
+    return {k: (v if isinstance(v, plain) else (type(v).__name__, id(v))) for k, v in vars(module).items()
+            if k not in ("_parameters", "_buffers", "_modules") and not k.endswith("hooks")
+            and not k.startswith("_forward") and not k.startswith("_backward")}
+
+
 def assert_same_state(before: dict, after: dict) -> None:
     assert before["values"].keys() == after["values"].keys()
     for name, value in before["values"].items():
         assert torch.equal(value, after["values"][name]), name
-    for key in ("requires_grad", "grads", "training", "hooks"):
+    for key in ("requires_grad", "grads", "training", "attributes", "hooks"):
         assert before[key] == after[key], key
 
 
@@ -44,14 +54,15 @@ def assert_results_equal(a: MetricResult, b: MetricResult) -> None:
             torch.testing.assert_close(t, b.extras[extra][name], rtol=0, atol=0, equal_nan=True)
 
 
+@pytest.mark.parametrize("checkpointing", [False, True])
 @pytest.mark.parametrize("metric_name,family", CASES)
-def test_metric_contract(metric_name: str, family: str, make_ctx) -> None:
+def test_metric_contract(metric_name: str, family: str, checkpointing: bool, make_ctx) -> None:
     model = build_tiny_model(family)
     model.train()
     model.get_submodule(next(n for n, _ in model.named_children())).eval()  # mixed modes must come back as they were
     frozen = next(iter(model.parameters()))
     frozen.requires_grad_(False)  # a frozen parameter is still scored, and still frozen afterwards
-    ctx = make_ctx(model, probes=3)
+    ctx = make_ctx(model, probes=3, checkpointing=checkpointing)
     before = model_state(model)
     metric = METRICS[metric_name]
 

@@ -20,8 +20,7 @@ import esa.statistics.distribution as distribution
 from esa.analysis.superweights import SuperweightResult
 from esa.models.layout import describe_parameters
 from esa.models.tiny import build_tiny_model
-from esa.pipeline.config import PerturbOptions, RunConfig
-from esa.pipeline.validate import summarize
+from esa.statistics.validation import summarize
 from esa.ranking import top_k
 from esa.statistics import score_statistics, stability_report, topk_distribution
 
@@ -44,7 +43,7 @@ def layer_component(info: Any) -> str:
 
 
 def perturbation_summary(scales: list[float], ks: list[int], seeds: list[int], trials: int) -> dict[str, Any]:
-    """perturbation_results.json content from esa.pipeline.validate.summarize on synthetic ΔPPL rows."""
+    """perturbation_results.json content from esa.statistics.validation.summarize on synthetic ΔPPL rows."""
     rng = np.random.default_rng(0)
     rows = []
     for seed in seeds:
@@ -59,17 +58,12 @@ def perturbation_summary(scales: list[float], ks: list[int], seeds: list[int], t
                                      "delta_ppl": d, "delta_accuracy": -0.01, "n_changed": k, "n_nan": 0, "n_inf": 0,
                                      "bit_flips": {}})
     table = pd.DataFrame(rows)
-    cfg = RunConfig(seeds=seeds, perturb=PerturbOptions(perturb="gauss_noise", scales=scales, trials=trials))
-
-    class Base:  # the two fields summarize reads from an EvalResult
-        ppl, accuracy = 20.0, 0.3
-
     return {
         "protocol": {"perturbation": "gauss_noise", "scales": scales, "ks": ks, "mode": "global",
                      "controls": ["random_k", "bottom_k"], "trials": trials, "target_trials": 1,
                      "definitions": {str(float(s)): f"w + N(0, ({s:g}|w|)^2)" for s in scales}},
         "baseline": {"ppl": 20.0, "accuracy": 0.3, "n_tokens": 1000, "n_windows": 8},
-        "summary": summarize(table, Base(), cfg),  # type: ignore[arg-type]
+        "summary": summarize(table, seeds[0]),
         "rows": rows,
     }
 
@@ -88,7 +82,8 @@ def superweights_result() -> dict[str, Any]:
                  "index": "3,7", "row": 3, "col": 7, "flat_index": 3 * 64 + 7, "value": -1.5, "input_spike": 5000.0,
                  "output_spike": -2500.0, "input_median": 0.5, "output_median": 0.2, "input_ratio": 10000.0,
                  "output_ratio": 12500.0, "spike_token": {"id": 1, "token": "<s>", "text": "<s>", "position": 0},
-                 "ppl_baseline": 20.0, "ppl_zeroed": 900.0, "delta_ppl": 880.0, "verdict": "super weight"}
+                 "ppl_baseline": 20.0, "ppl_zeroed": 900.0, "delta_ppl": 880.0, "verdict": "super weight",
+                 "is_super_weight": True}
     result = SuperweightResult(model_id="tiny-llama", protocol={"threshold": 1000.0, "method": "test"},
                                candidates=[candidate], series=series, iterations=[], baseline_ppl=20.0,
                                stopped="no spike above the threshold remains")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from esa.pipeline.config import DataOptions, ModelOptions, PerturbOptions, RunConfig
+from esa.pipeline.config import DataOptions, ModelOptions, OutputOptions, PerturbOptions, RunConfig
 from esa.pipeline.run import run_command
 
 # A few paragraphs are plenty for 16-token windows and keep tokenizing instant.
@@ -25,9 +25,10 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus.write_text(CORPUS, encoding="utf-8")
     cfg = RunConfig(
         model=ModelOptions(model="tiny-llama", device="cpu"),
-        data=DataOptions(dataset=str(corpus), seq_len=16, max_samples=2, eval_samples=2, batch_size=2),
-        metric="grad_x_weight", mode="per_layer", topk=3, seeds=[1, 2], stability_check=True, save_plots=True,
-        perturb=PerturbOptions(perturb="zero", trials=2), out_dir=str(root / "run"), quiet=True,
+        data=DataOptions(dataset=str(corpus), seq_len=16, max_samples=2, eval_samples=2, batch_size=2, seeds=[1, 2]),
+        output=OutputOptions(out_dir=str(root / "run"), save_plots=True, quiet=True),
+        metric="grad_x_weight", mode="per_layer", topk=3, stability_check=True,
+        perturb=PerturbOptions(perturb="zero", trials=2),
     )
     run_command(cfg)
     return root / "run"

@@ -112,10 +112,10 @@ def test_superweights_and_baseline_sections(run_copy, tmp_path):
                    for i in range(2)],
         "candidates": [{"iteration": 0, "layer": 1, "expert": None, "param": "model.layers.1.mlp.down_proj.weight",
                         "index": "3,7", "value": -0.5, "input_spike": 100.0, "input_ratio": 1000.0, "output_ratio": 1000.0,
-                        "spike_token": {"text": "<s>"}, "ppl_zeroed": 90.0, "delta_ppl": 70.0, "verdict": "super weight"}],
+                        "spike_token": {"text": "<s>"}, "ppl_zeroed": 90.0, "delta_ppl": 70.0, "verdict": "super weight", "is_super_weight": True}],
         "stopped": "no spike above the threshold remains", "notes": [],
         "rank_under_metrics": {"rule": "rank = 1 + ...", "candidates": [
-            {"param": "model.layers.1.mlp.down_proj.weight", "index": "3,7", "verdict": "super weight",
+            {"param": "model.layers.1.mlp.down_proj.weight", "index": "3,7", "verdict": "super weight", "is_super_weight": True,
              "ranks": {"magnitude": {"rank": 12, "score": 0.5, "n_scored": 35168, "top_percent": 0.0341},
                        "grad_x_weight": {"rank": None, "note": "grad_x_weight did not score it"}}}]},
     }), encoding="utf-8")

@@ -95,3 +95,9 @@ def parse_index(text: str) -> tuple[int, ...]:
         return tuple(int(x) for x in body.split(",") if x.strip() != "")
     except ValueError:
         raise ValueError(f"not a weight index: {text!r} (expected 'row,col')") from None
+
+
+def criterion_label(criterion: dict) -> str:
+    """PASS / FAIL / N/A of a saved criterion (`passed` true / false / null)."""
+    passed = criterion.get("passed")
+    return "N/A" if passed is None else ("PASS" if passed else "FAIL")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from functools import partial
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.utils.checkpoint
@@ -95,6 +95,7 @@ def scoring_session(ctx: ScoringContext, *, grad: bool) -> Iterator[dict[str, nn
     scored = {id(p) for p in params.values()}
     modes = [(m, m.training) for m in ctx.model.modules()]
     state = [(p, p.requires_grad, p.grad) for p in ctx.model.parameters()]
+    saved_blocks: list[tuple[nn.Module, dict[str, Any]]] = []
     try:
         ctx.model.eval()
         if grad:
@@ -102,12 +103,11 @@ def scoring_session(ctx: ScoringContext, *, grad: bool) -> Iterator[dict[str, nn
                 p.grad = None
                 p.requires_grad_(id(p) in scored)
         if grad and ctx.checkpointing:
-            _enable_checkpointing(ctx.model)
+            saved_blocks = _enable_checkpointing(ctx.model)
         with torch.set_grad_enabled(grad):
             yield params
     finally:
-        if grad and ctx.checkpointing:
-            _disable_checkpointing(ctx.model)
+        _restore_blocks(saved_blocks)
         for p, requires_grad, old_grad in state:
             p.requires_grad_(requires_grad)
             p.grad = old_grad
@@ -121,25 +121,35 @@ def _checkpointed_blocks(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
 
 
-def _enable_checkpointing(model: nn.Module) -> None:
-    """Activation checkpointing per decoder block, in eval semantics.
+_CHECKPOINT_ATTRS = ("gradient_checkpointing", "_gradient_checkpointing_func", "training")
+_ABSENT = object()
+
+
+def _enable_checkpointing(model: nn.Module) -> list[tuple[nn.Module, dict[str, Any]]]:
+    """Activation checkpointing per decoder block, in eval semantics; returns what to restore.
 
     transformers only checkpoints a block whose `training` flag is set, so exactly those block modules are
     flagged; their dropout/attention submodules stay in eval mode, so the scores are the eval-mode scores.
+    The blocks' own attribute values (or their absence) are saved so the model leaves exactly as found.
     """
     blocks = _checkpointed_blocks(model)
     if not blocks:
         raise EsaError("--checkpointing needs a transformers model whose decoder blocks support gradient checkpointing")
+    saved = [(block, {a: block.__dict__.get(a, _ABSENT) for a in _CHECKPOINT_ATTRS}) for block in blocks]
     for block in blocks:
         block.gradient_checkpointing = True
         block._gradient_checkpointing_func = partial(torch.utils.checkpoint.checkpoint, use_reentrant=False)
         block.training = True
+    return saved
 
 
-def _disable_checkpointing(model: nn.Module) -> None:
-    for block in _checkpointed_blocks(model):
-        block.gradient_checkpointing = False
-        block.training = False
+def _restore_blocks(saved: list[tuple[nn.Module, dict[str, Any]]]) -> None:
+    for block, attrs in saved:
+        for name, value in attrs.items():
+            if value is _ABSENT:
+                block.__dict__.pop(name, None)
+            else:
+                block.__dict__[name] = value
 
 
 @contextmanager

@@ -130,21 +130,11 @@ def _save(lm: Any, result: Any, directory: Any) -> dict[str, Any]:
 
 
 def _csv_row(result: Any) -> dict[str, Any]:
+    """The configuration's row plus acc / acc_norm of each zero-shot task (esa.evaluation.zeroshot)."""
     row = result.row()
-    for task, value in _flat_scores(result.zero_shot).items():
-        row[f"zero_shot.{task}"] = value
+    for task, score in ((result.zero_shot or {}).get("tasks") or {}).items():
+        row[f"{task}.acc"], row[f"{task}.acc_norm"] = score.get("acc"), score.get("acc_norm")
     return row
-
-
-def _flat_scores(zero_shot: dict[str, Any] | None) -> dict[str, float]:
-    """task -> headline score, from whatever nested dict the zero-shot scorer returned."""
-    out: dict[str, float] = {}
-    for task, value in ((zero_shot or {}).get("tasks") or zero_shot or {}).items():
-        if isinstance(value, dict):
-            score = next((v for k, v in value.items() if isinstance(v, (int, float)) and k.startswith("acc")), None)
-            if score is not None:
-                out[task] = float(score)
-    return out
 
 
 def _plan(result: Any) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from esa.perturb import get_perturbation
 from esa.pipeline.command import CommandRun
 from esa.pipeline.config import RunConfig
 from esa.pipeline.profile import SeedProfile
-from esa.statistics.validation import criterion_label
 from esa.validation import ValidationResult, combine, validate
 from esa.validation.validate import check_options
 
@@ -65,18 +64,7 @@ def validate_profiles(cfg: RunConfig, run: CommandRun, profiles: list[SeedProfil
 def write_validation(run: CommandRun, result: ValidationResult) -> None:
     table = result.table
     run.write_table(table.assign(bit_flips=table["bit_flips"].astype(str)), schema.PERTURBATION_TABLE)
-    base = result.baseline
-    out: dict[str, Any] = {
-        "protocol": result.protocol,
-        "baseline": {"ppl": base.ppl, "accuracy": base.accuracy, "n_tokens": base.n_tokens, "n_windows": base.n_windows},
-        "summary": result.summary,
-        "rows": table.to_dict(orient="records"),
-    }
-    if result.control_matching:
-        out["control_matching"] = result.control_matching
-    if result.task_scores:
-        out["task_scores"] = result.task_scores
-    run.write_json(schema.PERTURBATION, out)
+    run.write_json(schema.PERTURBATION, result.to_dict())
 
 
 def summary_lines(result: ValidationResult) -> list[str]:
@@ -104,7 +92,7 @@ def summary_lines(result: ValidationResult) -> list[str]:
                          + (f", ratio {tests['ratio_target_over_random']:.3g}x" if tests.get("ratio_target_over_random") else ""))
         for c in e["criteria"]:
             reason = f"  ({c['reason']})" if c.get("passed") is None and c.get("reason") else ""
-            lines.append(f"          {criterion_label(c):4s}  {c['rule']}{reason}")
+            lines.append(f"          {schema.criterion_label(c):4s}  {c['rule']}{reason}")
     if result.control_matching:
         n = len({m["param"] for m in result.control_matching})
         levels = sorted({f["level"] for m in result.control_matching for f in m["from"]})

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from esa.artifacts import schema
 from esa.plots.style import SET_STYLE, log_axis, new_figure, styled
 from esa.plots.values import fmt, num
 
@@ -73,7 +74,7 @@ def _verdict_line(entry: dict[str, Any]) -> str:
     if "separation_5x" in crit:
         random_mean = _interval(entry, "random_k")[0]
         caveat = " (random ≤ 0)" if random_mean <= 0 else ""  # a ratio to a non-positive control means nothing
-        parts.append(f"5x: {'PASS' if crit['separation_5x']['passed'] else 'FAIL'}{caveat}")
+        parts.append(f"5x: {schema.criterion_label(crit['separation_5x'])}{caveat}")
     p = num(entry.get("tests", {}).get("p_target_gt_random"))
     if p is not None:
         parts.append(f"p = {p:.2g}")

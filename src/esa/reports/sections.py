@@ -11,6 +11,7 @@ import re
 import shlex
 from typing import Any
 
+from esa.artifacts import schema
 from esa.plots.perturbation import conditions, definition, dose_response
 from esa.plots.values import fmt, num, pct
 from esa.reports.document import Block, Bullets, Code, FigureBlock, Heading, Inline, Para, Strong, Table
@@ -296,7 +297,7 @@ def _perturbation(s: Section) -> None:
     for e in entries:
         for c in e.get("criteria", []):
             crit_rows.append([_condition_name(pert, e), c["name"], c["rule"], fmt(c.get("value")),
-                              Strong("PASS" if c["passed"] else "FAIL")])
+                              Strong(schema.criterion_label(c))])
     s.table(["condition", "criterion", "rule", "value", "result"], crit_rows,
             "Pass/fail criteria, evaluated by the pipeline on these data", latex="criteria", align="llwrl")
     for e in entries:
@@ -309,7 +310,8 @@ def _perturbation(s: Section) -> None:
 def _verdict(pert: dict[str, Any], entry: dict[str, Any]) -> list[Block]:
     """The conclusion for one condition, conditional on its saved criteria, plus caveats the data imply."""
     criteria = entry.get("criteria", [])
-    failed = [c for c in criteria if not c["passed"]]
+    failed = [c for c in criteria if c.get("passed") is False]
+    undecided = [c for c in criteria if c.get("passed") is None]
     name = _condition_name(pert, entry)
     sets = entry["sets"]
     t = sets.get("target", {}).get("delta_ppl", {})
@@ -318,8 +320,13 @@ def _verdict(pert: dict[str, Any], entry: dict[str, Any]) -> list[Block]:
         f" against {fmt(r.get('mean'))} for random-k controls." if r else ".")
     if not criteria:
         return [Para([f"{name}: no criteria were saved. {effect}"], kind="note")]
-    if not failed:
-        out: list[Block] = [Para([Strong(f"All {len(criteria)} criteria pass"), f" for {name}. {effect} Under this "
+    if undecided and not failed:
+        why = "; ".join(f"{c['name']}: {c.get('reason', '')}" for c in undecided)
+        out: list[Block] = [Para([Strong(f"{len(undecided)} of {len(criteria)} criteria are N/A"), f" for {name} ({why}). "
+                                  f"{effect} The remaining criteria pass; the undecidable ones neither pass nor fail."],
+                                 kind="note")]
+    elif not failed:
+        out = [Para([Strong(f"All {len(criteria)} criteria pass"), f" for {name}. {effect} Under this "
                                   "protocol the data are consistent with the selected weights mattering more than the "
                                   "controls."], kind="pass")]
     else:
@@ -327,7 +334,7 @@ def _verdict(pert: dict[str, Any], entry: dict[str, Any]) -> list[Block]:
         out = [Para([Strong(f"{len(failed)} of {len(criteria)} criteria fail"), f" for {name}: {names}. {effect} Under "
                      "this protocol the data do not establish that the selected weights matter more than the controls."],
                     kind="fail")]
-    passed = {c["name"] for c in criteria if c["passed"]}
+    passed = {c["name"] for c in criteria if c.get("passed")}
     r_mean, b_mean = num(r.get("mean")), num(sets.get("bottom_k", {}).get("delta_ppl", {}).get("mean"))
     if r_mean is not None and r_mean <= 0 and passed & {"separation_3x", "separation_5x"}:
         out.append(Para([f"Caveat: the random-k mean ΔPPL is {fmt(r_mean)} (≤ 0), so the separation ratios are undefined "
@@ -387,7 +394,7 @@ def _superweights(s: Section) -> None:
     if not cands:
         s.add(Para(["No candidate cleared the threshold: under this protocol the scan found no super weight."]))
     else:
-        n_super = sum(c.get("is_super_weight") for c in cands)
+        n_super = sum(bool(c.get("is_super_weight")) for c in cands)
         s.add(Para([f"{n_super} of {len(cands)} candidates meet the verdict rule."],
                    kind="pass" if n_super else ""))
         _superweights_in_selection(s, [c for c in cands if c.get("is_super_weight")])
@@ -477,5 +484,6 @@ def verdict_summary(run: RunData) -> str:
         crit = e.get("criteria", [])
         scale = f" x{float(e['scale']):g}" if len(proto.get("scales", [])) > 1 else ""
         parts.append(f"{proto.get('perturbation', '?')}{scale} k={e['k']}: "
-                     f"{sum(bool(c['passed']) for c in crit)}/{len(crit)} criteria pass")
+                     f"{sum(bool(c.get('passed')) for c in crit)}/{len(crit)} criteria pass"
+                     + (f", {sum(c.get('passed') is None for c in crit)} N/A" if any(c.get('passed') is None for c in crit) else ""))
     return "; ".join(parts)

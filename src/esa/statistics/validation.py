@@ -44,11 +44,6 @@ class Criterion:
         return asdict(self)
 
 
-def criterion_label(c: dict[str, Any]) -> str:
-    """PASS / FAIL / N/A of a criterion read back from JSON."""
-    return "N/A" if c.get("passed") is None else ("PASS" if c["passed"] else "FAIL")
-
-
 def _broken(values: np.ndarray) -> int:
     return int((~np.isfinite(values)).sum())
 

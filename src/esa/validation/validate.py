@@ -45,6 +45,21 @@ class ValidationResult:
     control_matching: list[dict[str, Any]] = field(default_factory=list)  # tensors whose control was borrowed
     task_scores: list[dict[str, Any]] = field(default_factory=list)  # zero-shot scores per condition
 
+    def to_dict(self) -> dict[str, Any]:
+        """The content of perturbation_results.json (what plots and reports read)."""
+        base = self.baseline
+        out: dict[str, Any] = {
+            "protocol": self.protocol,
+            "baseline": {"ppl": base.ppl, "accuracy": base.accuracy, "n_tokens": base.n_tokens, "n_windows": base.n_windows},
+            "summary": self.summary,
+            "rows": self.table.to_dict(orient="records"),
+        }
+        if self.control_matching:
+            out["control_matching"] = self.control_matching
+        if self.task_scores:
+            out["task_scores"] = self.task_scores
+        return out
+
     @property
     def criteria(self) -> dict[tuple[float, int], list[Criterion]]:
         """(scale, k) -> the criteria as typed objects (passed None = N/A)."""
