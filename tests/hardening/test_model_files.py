@@ -172,3 +172,11 @@ def test_custom_code_is_not_run_even_with_a_known_loader(saved, tmp_path):
     (model / "modeling_my.py").write_text("raise SystemExit('foreign code ran')\n")
     with pytest.raises(EsaError, match="--trust-remote-code"):
         load_model(str(model))
+
+
+def test_dataset_that_is_a_directory(esa, tmp_path):
+    (tmp_path / "texts").mkdir()
+    out = tmp_path / "out"
+    esa("run", "--model", "tiny-llama", *TINY_RUN, "--dataset", tmp_path / "texts", "--out-dir", out).assert_clean_failure(
+        "is a directory", ".txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["texts"]

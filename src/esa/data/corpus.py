@@ -131,6 +131,8 @@ def _hf_documents(name: str) -> tuple[list[str], str, dict[str, Any]]:
 def _file_documents(dataset: str) -> tuple[list[str], str, dict[str, Any]]:
     """Read the documents of a local .txt (one document), .jsonl or .parquet file."""
     path = Path(dataset)
+    if path.is_dir():
+        raise EsaError(f"dataset '{dataset}' is a directory; give a .txt, .jsonl or .parquet file")
     if not path.is_file():
         known = ", ".join([BUILTIN, *_HF_DATASETS])
         raise EsaError(f"dataset '{dataset}' is neither a known name ({known}) nor an existing file")
