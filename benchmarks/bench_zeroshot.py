@@ -8,7 +8,8 @@
    (HFLM on the same in-memory model, run from the YAML's folder), printed side by side.
 3. Cost on the same tokens, batch size 1: (a) lm-eval's rolling loglikelihood of tests/tasks/stories_rolling.jsonl
    vs ESA's evaluate on one BOS window per document (the exact token sequences lm-eval scores; their bits/byte
-   agree); (b) the MC task through lm-eval vs ESA forward passes over the same context+continuation sequences.
+   agree); (b) the MC task through lm-eval vs ESA forward passes over the distinct sequences lm-eval runs
+   (context + continuation; one pass serves all one-token choices of an item).
    Times are this process's CPU seconds (time.process_time, one torch thread), so other load on the machine
    does not enter; ratio = lm-eval / ESA.
 4. facts_mc accuracy with the detected super weight zeroed vs 3 random weights of the same matrix zeroed, one
@@ -130,8 +131,16 @@ def cost(lm: esa.LoadedModel) -> None:
           f"overhead {(t_lm - t_esa) / len(docs) * 1000:.1f} ms per document")
     # (b) MC through lm-eval vs forward passes over the same context+continuation sequences
     rows = [json.loads(line) for line in (TASKS / "facts_mc.jsonl").read_text().splitlines()]
-    sequences = [torch.tensor(wrapper.tok_encode(r["question"]) + wrapper.tok_encode(" " + c))[None]
-                 for r in rows for c in r["choices"]]
+    # lm-eval runs one forward per distinct context + continuation[:-1] (its logits cache serves every one-token
+    # choice of an item from one pass); ESA runs the same distinct sequences.
+    distinct: dict[tuple[int, ...], list[int]] = {}
+    for r in rows:
+        context = wrapper.tok_encode(r["question"])
+        for choice in r["choices"]:
+            continuation = wrapper.tok_encode(" " + choice)
+            distinct.setdefault(tuple(context + continuation[:-1]), context + continuation)
+    sequences = [torch.tensor(ids)[None] for ids in distinct.values()]
+    n_requests = sum(len(r["choices"]) for r in rows)
 
     def forward_all() -> None:
         with torch.no_grad():
@@ -140,7 +149,8 @@ def cost(lm: esa.LoadedModel) -> None:
 
     t_lm, _ = cpu_seconds(lambda: evaluate_tasks(lm, [MC], batch_size=1))
     t_esa, _ = cpu_seconds(forward_all)
-    print(f"[3b] MC, {len(rows)} items = {len(sequences)} requests, {sum(s.numel() for s in sequences)} tokens: "
+    print(f"[3b] MC, {len(rows)} items = {n_requests} requests = {len(sequences)} distinct sequences, "
+          f"{sum(s.numel() for s in sequences)} tokens: "
           f"CPU s: lm-eval {t_lm:.3f}, ESA forward passes {t_esa:.3f}: ratio {t_lm / t_esa:.2f}x, "
           f"overhead {(t_lm - t_esa) / len(rows) * 1000:.1f} ms per item")
 

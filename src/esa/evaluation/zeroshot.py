@@ -206,9 +206,9 @@ def _load_tasks(manager: Any, specs: list[Any], tasks: Sequence[str]) -> dict[st
     for spec, given in zip(specs, tasks):
         try:
             built = manager.load([spec])["tasks"]
-        except KeyError:
-            raise EsaError(f"unknown lm-eval task '{given}'; give an lm-eval task name or a task YAML path") from None
         except Exception as exc:  # datasets' offline, not-found and file errors all mean "the data is not here"
+            if isinstance(spec, str) and isinstance(exc, KeyError) and "not a registered" in str(exc):
+                raise EsaError(f"unknown lm-eval task '{given}'; give an lm-eval task name or a task YAML path") from None
             raise EsaError(f"task '{given}': its data could not be loaded ({_one_line(exc)}); {_OFFLINE_HINT}") from exc
         if len(built) != 1:
             raise EsaError(f"'{given}' is a group of {len(built)} tasks; name its tasks one by one")
@@ -250,7 +250,8 @@ def config_sha256(config: dict[str, Any]) -> str:
     kwargs = config.get("dataset_kwargs") or {}
     if "data_files" in kwargs:
         kwargs["data_files"] = _file_digests(kwargs["data_files"])
-    config.get("metadata", {}).pop("config_source", None)
+    if isinstance(config.get("metadata"), dict):
+        config["metadata"].pop("config_source", None)  # "inline" or a path: how it was passed, not what it is
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
 
 
