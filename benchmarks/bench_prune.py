@@ -76,6 +76,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--time-windows", type=int, default=4, help="calibration windows of the timing comparison")
     ap.add_argument("--sequential", action="store_true")
+    ap.add_argument("--cost-only", action="store_true", help="skip the quality table, measure the cost part only")
+    ap.add_argument("--scores", default=",".join(METRIC_SCORES), help="registered metrics to prune with (comma list)")
+    ap.add_argument("--no-esa", action="store_true", help="skip ESA's blend (it needs act_mag and grad_squared)")
+    ap.add_argument("--sparsities", default=",".join(map(str, SPARSITIES)), help="unstructured sparsities (comma list)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,17 +92,17 @@ def main() -> None:
     dense = evaluate(lm.model, windows, "eval", bs).ppl
     print(f"dense ppl {dense:.3f}  ({args.calib} x {args.seq_len} calib, {args.eval} x {args.seq_len} eval, disjoint)")
     names = [t.name for t in find_targets(lm)]
-    conditions = [dict(sparsity=s) for s in SPARSITIES] + [dict(pattern="2:4")]
+    conditions = [dict(sparsity=float(s)) for s in args.sparsities.split(",")] + [dict(pattern="2:4")]
     rows = []
     scores, times = {}, {}
-    for score in METRIC_SCORES:
+    for score in () if args.cost_only else args.scores.split(","):
         t = time.perf_counter()
         scores[score], _ = weight_scores(lm, windows, score, names, seed=0, batch_size=bs)
         times[score] = time.perf_counter() - t
         memory[f"score:{score}"] = rss_kib("VmHWM") - rss0
         print(f"scored {score} in {times[score]:.1f} s")
     named = dict(lm.model.named_parameters())
-    for beta in (ESA_BETA, *BETAS):
+    for beta in () if args.cost_only or args.no_esa else (ESA_BETA, *BETAS):
         scores[f"esa(b={beta})"] = {n: esa_blend(scores["act_mag"][n], named[n], scores["grad_squared"][n], beta) for n in names}
     for label, sc in scores.items():
         for cond in conditions:
@@ -108,14 +112,14 @@ def main() -> None:
             rows.append({**r.row(), "score": label, "score_time_s": times.get(label)})
             print(f"{label:16s} {r.pattern:12s} {r.sparsity:.1f} ppl {r.ppl:9.3f} achieved {r.achieved_sparsity:.4f}")
             save(out, dense, windows, rows, {})
-    for cond in (c for c in conditions if c.get("sparsity") in SPARSEGPT_CONDITIONS):
+    for cond in (c for c in conditions if c.get("sparsity") in SPARSEGPT_CONDITIONS and not args.cost_only):
         r = prune(lm, windows, score="sparsegpt", batch_size=bs, **cond)
-        rows.append({**r.row(), "score_time_s": None})
+        rows.append({**r.row(), "score_time_s": None, "prune_s": r.timings["prune_s"]})
         print(f"{'sparsegpt':16s} {r.pattern:12s} {r.sparsity:.1f} ppl {r.ppl:9.3f} achieved {r.achieved_sparsity:.4f} "
               f"({r.timings['prune_s'] / len(names):.3f} s per layer)")
         memory["sparsegpt"] = rss_kib("VmHWM") - rss0
         save(out, dense, windows, rows, {})
-    if args.sequential:
+    if args.sequential and not args.cost_only:
         for score in ("act_mag", "sparsegpt"):
             r = prune(lm, windows, score=score, sparsity=0.5, sequential=True, batch_size=bs)
             rows.append({**r.row(), "score_time_s": None})
@@ -134,7 +138,7 @@ def main() -> None:
     after = {n: tensor_checksum(p) for n, p in lm.model.named_parameters()}
     cost = {
         "prune_act_mag_s": esa_med, "plain_wanda_s": plain_med, "ratio": esa_med / plain_med,
-        "sparsegpt_s_per_layer": {r["pattern"] + f"@{r['sparsity']}": r["time_s"] / len(names)
+        "sparsegpt_s_per_layer": {r["pattern"] + f"@{r['sparsity']}": r["prune_s"] / len(names)
                                   for r in rows if r["score"] == "sparsegpt" and r["mode"] == "one-shot"},
         "peak_rss_over_model_mib": {k: v / 1024 for k, v in memory.items()},
         "restored_bit_exact": before == after,

@@ -10,7 +10,9 @@ Brain Damage saliency w²·h: Wanda's h = ‖X_j‖² is the diagonal of the lay
 Hessian XᵀX (local, blind to what the rest of the network does with the layer's output), the Fisher's
 h = F_ij approximates the diagonal of the loss Hessian (global, but noisy from 32 windows). The
 geometric blend keeps Wanda's per-row ordering where the loss is indifferent and moves weights the
-loss depends on up the ranking; β = ESA_BETA was chosen on the table in BENCHMARKS.md ("esa prune").
+loss depends on up the ranking. β = ESA_BETA = 0.5 (the two saliencies weighted equally) is a prior, not
+a tuned value: benchmarks/bench_prune.py compares β = 0.25 / 0.5 / 0.75 with Wanda, and its table (in
+BENCHMARKS.md, "esa prune") is what should choose it.
 Cost: one forward pass (act_mag) plus one forward+backward per calibration window (grad_squared).
 """
 
