@@ -31,7 +31,7 @@ def test_model_restored_bit_exactly_and_results_repeat(llama, llama_windows, kwa
     assert first.eval.window_nll == second.eval.window_nll != baseline.window_nll
 
 
-def test_gptq_beats_rtn_at_three_bits(llama, llama_windows):
+def test_gptq_beats_rtn_at_two_bits_per_channel(llama, llama_windows):
     r = esa.quantize(llama, llama_windows, bits=2, group_size=0)
     g = esa.quantize(llama, llama_windows, bits=2, group_size=0, method="gptq")
     assert g.eval.mean_nll < r.eval.mean_nll
