@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 
 import esa
-from esa.security import (critical_weights, defended_attack, diff_models, fault_campaign, fingerprint, side_by_side,
-                          verify)
+from esa.security import critical_weights, defended_attack, diff_models, fault_campaign, fingerprint, verify
 
 
 def _setup(args: argparse.Namespace):

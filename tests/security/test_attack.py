@@ -28,14 +28,8 @@ def test_attack_flips_are_recorded_exactly_and_restored(tiny, windows, helpers) 
     assert helpers.same_bits(tiny, saved)
     assert res.n_flips == 3 and not res.reached
     named = dict(tiny.model.named_parameters())
-    for f in res.flips:
-        flat = ravel(f.index, tiny.params[f.param].shape)
-        stored = named[f.param].detach().reshape(-1)[flat : flat + 1]
-        flipped = stored.view(torch.int32) ^ ((1 << f.bit) if f.bit < 31 else -(1 << 31))
-        assert float(stored) == f.old or len({(g.param, g.index) for g in res.flips}) < 3  # same weight twice
-        assert abs(f.new) <= 1.0 and f.estimated_dloss > 0 and math.isfinite(f.attack_loss)
-        del flipped
-    first = res.flips[0]
+    assert all(abs(f.new) <= 1.0 and f.estimated_dloss > 0 and math.isfinite(f.attack_loss) for f in res.flips)
+    first = res.flips[0]  # later flips may hit a weight flipped before, so check the first against the model
     flat = ravel(first.index, tiny.params[first.param].shape)
     stored = named[first.param].detach().reshape(-1)[flat : flat + 1]
     bit = (1 << first.bit) if first.bit < 31 else -(1 << 31)
