@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -64,7 +65,8 @@ def exit_code(exc: BaseException) -> int | None:
 def run_cli(app: Any, args: list[str] | None = None) -> NoReturn:
     """Run the typer `app` (non-standalone, so ESA decides every exit) and exit with the right code."""
     _received.clear()
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
         result = app(args=args, standalone_mode=False)
         if _received or result == EXIT_SIGINT:  # typer turns KeyboardInterrupt into a returned 130
