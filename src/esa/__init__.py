@@ -25,7 +25,7 @@ _API: dict[str, str] = {
     "load_corpus": "esa.data", "make_windows": "esa.data", "WindowSet": "esa.data", "Corpus": "esa.data",
     # evaluation
     "evaluate": "esa.evaluation", "run_baseline": "esa.evaluation", "EvalResult": "esa.evaluation",
-    "next_token_nll": "esa.evaluation",
+    "next_token_nll": "esa.evaluation", "evaluate_tasks": "esa.evaluation", "compare_baselines": "esa.evaluation",
     # metrics
     "get_metric": "esa.metrics", "register_metric": "esa.metrics", "as_metric": "esa.metrics",
     "METRICS": "esa.metrics", "ScoringContext": "esa.metrics", "MetricResult": "esa.metrics",

@@ -66,6 +66,7 @@ def run(
     save_scores: Annotated[bool, typer.Option("--save-scores", help="Write full score tensors (and signed extras) as safetensors.")] = False,
     weight_analysis: Annotated[bool, typer.Option("--weight-analysis", help="Magnitude, row/column concentration and tokens of the top-k.")] = False,
     architecture_analysis: Annotated[bool, typer.Option("--architecture-analysis", help="Sensitivity by component and depth.")] = False,
+    superweights: Annotated[bool, typer.Option("--superweights", help="Also scan for super weights (as `esa superweights`) into this run directory.")] = False,
     perturb: Annotated[Optional[str], typer.Option(help="Validate by perturbation: " + _perturbation_help())] = None,
     perturb_scale: Annotated[str, typer.Option("--perturb-scale", help="Scale (comma list sweeps it).")] = "1.0",
     perturb_prob: Annotated[Optional[float], typer.Option("--perturb-prob", help="bit_flip: probability per bit.")] = None,
@@ -90,7 +91,7 @@ def run(
         metric=metric, mode=mode, topk=max(ks), stability_check=stability_check, probes=probes,
         include=include or [], exclude=exclude or [], accumulate_on=accumulate_on, checkpointing=checkpointing,
         save_scores=save_scores, weight_analysis=weight_analysis, architecture_analysis=architecture_analysis,
-        perturb=PerturbOptions(
+        superweights=superweights, perturb=PerturbOptions(
             perturb=perturb, scales=parse_float_list(perturb_scale, "--perturb-scale"), prob=perturb_prob, bit=bit,
             noise_ref=noise_ref, controls=parse_name_list(controls), trials=trials, match_magnitude=match_magnitude,
             topks=ks if len(ks) > 1 else [],
@@ -181,3 +182,19 @@ def plan(
             raise EsaError(f"--json {json_out} is a directory; give a file path")
         atomic_write_json(json_out, result)
     typer.echo(format_plan(result))
+
+
+@app.command()
+def results(
+    roots: Annotated[list[Path], typer.Argument(help="Directories to search for finished baseline runs (e.g. outputs).")],
+    out: Annotated[Path, typer.Option("--out", help="The Markdown file to (re)write.")] = Path("outputs/RESULTS.md"),
+) -> None:
+    """Rebuild the phase-1 results table (Markdown) from the baseline runs under ROOTS."""
+    from esa.artifacts import atomic_write_text
+    from esa.reports.results import phase1_markdown
+
+    if out.is_dir():
+        raise EsaError(f"--out {out} is a directory; give a file path")
+    text = phase1_markdown(list(roots))
+    atomic_write_text(out, text)
+    typer.echo(text + f"written to {out}")

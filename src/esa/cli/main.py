@@ -7,10 +7,9 @@ Commands live one group per module; adding one is a module and one line in COMMA
 from __future__ import annotations
 
 import importlib
-import sys
 
 from esa.cli.app import app
-from esa.errors import EsaError
+from esa.cli.errors import run_cli
 
 COMMAND_MODULES = [
     "esa.cli.core",
@@ -27,19 +26,8 @@ for _module in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
-    try:
-        from esa.cli.errors import run_cli
-    except ImportError:
-        run_cli = None
-    if run_cli is not None:
-        run_cli(app)
-        return
-    try:
-        app()  # standalone mode: usage errors already print one line and exit 2
-    except EsaError as exc:
-        print(f"esa: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    """Console entry point: user errors become one line on stderr and exit code 2 (signals: 130/143)."""
+    run_cli(app)
 
 
 if __name__ == "__main__":

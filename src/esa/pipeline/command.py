@@ -14,7 +14,6 @@ figures. A command keeps only its body (call the library, write its result files
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -133,7 +132,7 @@ class CommandRun:
             self.session.corpus, seq_len, n_calib if n_calib is not None else self.data.max_samples,
             n_eval if n_eval is not None else (self.data.eval_samples or 16), seed,
             bos_id=self.session.bos.bos_id, max_seq_len=self.lm.max_seq_len,
-        )
+        ).with_text_measures(self.lm.tokenizer)
         self.windows_used[label or str(seed)] = windows.protocol()
         return windows
 
@@ -147,17 +146,6 @@ class CommandRun:
         write_table(df, self.stage / name, parquet=parquet)
 
 
-def _run_dir(output: OutputOptions, protect: list[Path]) -> RunDir:
-    """RunDir with the out-dir contract's options where this RunDir supports them."""
-    accepted = inspect.signature(RunDir).parameters
-    kwargs: dict[str, Any] = {}
-    if "overwrite" in accepted:
-        kwargs["overwrite"] = output.overwrite
-    if "protect" in accepted:
-        kwargs["protect"] = tuple(protect)
-    return RunDir(output.out_dir, **kwargs)
-
-
 @contextmanager
 def command_run(
     name: str, options: Options, *, output: OutputOptions, model: ModelOptions | None = None,
@@ -168,7 +156,7 @@ def command_run(
     progress = show_progress(output.quiet)
     manifest = Manifest(name)
     protect = [Path(model.model)] if model is not None and Path(model.model).is_dir() else []
-    with _run_dir(output, protect) as stage:
+    with RunDir(output.out_dir, overwrite=output.overwrite, protect=protect) as stage:
         session = None
         if model is not None:
             with manifest.stage("load"):

@@ -168,6 +168,7 @@ class RunConfig(Options):
     save_scores: bool = False
     weight_analysis: bool = False
     architecture_analysis: bool = False
+    superweights: bool = False  # also run the super-weight scan into this run directory
     perturb: PerturbOptions = field(default_factory=PerturbOptions)
     tasks: list[str] = field(default_factory=list)  # lm-eval tasks per condition
     limit: int | None = opt(None, "--limit", min=1)

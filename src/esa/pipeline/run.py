@@ -87,6 +87,10 @@ def run_command(cfg: RunConfig) -> str:
             with run.manifest.stage("analysis"):
                 stats.update(_analyses(cfg, lm, last))
 
+        if cfg.superweights:
+            with run.manifest.stage("superweights"):
+                run.write_json(schema.SUPERWEIGHTS, _superweights(lm, last, cfg, run.progress))
+
         if cfg.perturb.perturb is not None:
             with run.manifest.stage("perturb"):
                 validation = validate_profiles(cfg, run, profiles, tasks)
@@ -110,6 +114,18 @@ def save_scores(result: Any, path: Path, metric: str, seed: int) -> None:
     for extra, values in sorted(result.extras.items()):
         tensors.update({f"{extra}/{n}": t.detach().float().cpu().contiguous() for n, t in values.items()})
     save_file(dict(sorted(tensors.items())), str(path), metadata={"metric": metric, "seed": str(seed)})
+
+
+def _superweights(lm: Any, prof: SeedProfile, cfg: RunConfig, progress: bool) -> dict[str, Any]:
+    """The super-weight scan on this run's windows, with each candidate's rank under this run's metric."""
+    from esa.analysis.superweights import detect_superweights, rank_under_metrics
+
+    result = detect_superweights(lm, prof.windows, seed=prof.seed, batch_size=cfg.data.batch_size, progress=progress)
+    out = result.to_dict()
+    out.pop("timings", None)  # timings belong in the manifest only
+    if result.candidates and prof.result.scores:
+        out["rank_under_metrics"] = rank_under_metrics(result, {cfg.metric: prof.result.scores})
+    return out
 
 
 def _estimate_notes(stats: dict[str, Any]) -> list[str]:

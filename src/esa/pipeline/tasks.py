@@ -20,8 +20,8 @@ class TaskScorer:
         from esa.evaluation.zeroshot import evaluate_tasks
 
         result = evaluate_tasks(self.lm, self.tasks, limit=self.limit, batch_size=self.batch_size)
-        self.last = result.provenance() if hasattr(result, "provenance") else {}
-        return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+        self.last = result.provenance()
+        return result.to_dict()
 
     def provenance(self) -> dict[str, Any]:
         return {"tasks": self.tasks, "limit": self.limit, **self.last}

@@ -50,7 +50,8 @@ class ValidationResult:
         base = self.baseline
         out: dict[str, Any] = {
             "protocol": self.protocol,
-            "baseline": {"ppl": base.ppl, "accuracy": base.accuracy, "n_tokens": base.n_tokens, "n_windows": base.n_windows},
+            "baseline": {"ppl": base.ppl, "accuracy": base.accuracy, "bits_per_byte": base.bits_per_byte,
+                         "n_tokens": base.n_tokens, "n_windows": base.n_windows},
             "summary": self.summary,
             "rows": self.table.to_dict(orient="records"),
         }
@@ -215,6 +216,9 @@ def _row(perturbation: str, seed: int, scale: float, k: int, set_name: str, tria
         "accuracy": res.accuracy,
         "delta_ppl": res.ppl - base.ppl,
         "delta_accuracy": res.accuracy - base.accuracy,
+        "bits_per_byte": res.bits_per_byte,
+        "delta_bits_per_byte": None if res.bits_per_byte is None or base.bits_per_byte is None
+        else res.bits_per_byte - base.bits_per_byte,
         "n_changed": totals["n_changed"],
         "n_nan": totals["n_nan"],
         "n_inf": totals["n_inf"],
