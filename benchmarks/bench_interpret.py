@@ -24,21 +24,24 @@ from esa.pipeline.profile import score_model
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="interpret_smollm2.json")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--k", type=int, default=100)
-    ap.add_argument("--n-calib", type=int, default=4)
-    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--n-calib", type=int, default=2)
+    ap.add_argument("--n-eval", type=int, default=2)
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--max-iter", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     lm = esa.load_model("smollm2-135m")
-    windows = esa.make_windows(esa.load_corpus("builtin", lm.tokenizer), args.seq_len, args.n_calib, 4, 1,
+    windows = esa.make_windows(esa.load_corpus("builtin", lm.tokenizer), args.seq_len, args.n_calib, args.n_eval, 1,
                                bos_id=lm.tokenizer.bos_token_id, max_seq_len=lm.max_seq_len)
     t_load = time.perf_counter() - t0
 
     t = time.perf_counter()
-    sw = detect_superweights(lm, windows, n_controls=2, seed=1, batch_size=2)
+    sw = detect_superweights(lm, windows, max_iter=args.max_iter, n_controls=1, seed=1, batch_size=2)
     t_detect = time.perf_counter() - t
+    print(f"detected in {t_detect:.0f} s: {[(c['param'], c['index'], c['verdict']) for c in sw.candidates]}", flush=True)
     supers = [SelectedWeight(c["param"], tuple(int(i) for i in c["index"].split(",")), None, "super weight")
               for c in sw.super_weights()]
 
@@ -46,9 +49,10 @@ def main() -> None:
     scores = score_model(lm, esa.get_metric("grad_x_weight"), windows, list(lm.params), seed=1, batch_size=2).scores
     top = from_weight_set(lm, esa.top_k(scores, args.k, mode="global"))
     t_score = time.perf_counter() - t
+    print(f"scored in {t_score:.0f} s", flush=True)
 
     t = time.perf_counter()
-    result = interpret(lm, windows, supers + top, seed=1, batch_size=2, scores=scores)
+    result = interpret(lm, windows, supers + top, seed=1, batch_size=2, scores=scores, progress=True)
     t_interpret = time.perf_counter() - t
     out = result.to_dict()
     out["benchmark"] = {"load_s": t_load, "detect_s": t_detect, "score_s": t_score, "interpret_s": t_interpret,
