@@ -49,8 +49,12 @@ def plain_wanda(lm, windows, sparsity: float, batch_size: int) -> None:
     """One Wanda pass without ESA: hooks, one forward, |W|·‖X‖, per-row sort, zero, then restore."""
     modules = {n: m for n, m in lm.model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in n}
     sq = {n: torch.zeros(m.in_features) for n, m in modules.items()}
-    hooks = [m.register_forward_pre_hook(lambda mod, a, n=n: sq[n].add_(a[0].reshape(-1, a[0].shape[-1]).float().square().sum(0)))
-             for n, m in modules.items()]
+    def hook(name: str):
+        def add(module: torch.nn.Module, args: tuple) -> None:  # must return None: a value would replace the input
+            sq[name].add_(args[0].reshape(-1, args[0].shape[-1]).float().square().sum(0))
+        return add
+
+    hooks = [m.register_forward_pre_hook(hook(n)) for n, m in modules.items()]
     with torch.no_grad():
         for ids in windows.batches("calib", batch_size):
             lm.model(input_ids=ids, use_cache=False)
