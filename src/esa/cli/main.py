@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "esa.cli.quantize",
     "esa.cli.finetune",
     "esa.cli.security",
+    "esa.cli.sweep",
 ]
 
 for _module in COMMAND_MODULES:
