@@ -107,7 +107,7 @@ def _families_summary(saved: dict[str, Any], opts: StudyOptions) -> str:
     for t in tested:
         lines.append(f"  {t['quantity']}: {t['group_a']} (n={t['n_a']}) vs {t['group_b']} (n={t['n_b']}): "
                      f"difference {fmt(t['difference'], 3)}; p = {t['p_value']:.3g} ({t['note']})")
-    single = sorted({g["name"] for g in saved["groups"] if g["n_runs"] < 2})
+    single = sorted({t[f"group_{s}"] for t in saved["tests"] if t["p_value"] is None for s in "ab" if t[f"n_{s}"] < 2})
     if len(tested) < len(saved["tests"]):
         lines.append(f"  {len(saved['tests']) - len(tested)} comparisons described, not tested: one run in "
                      f"{', '.join(single)} (a permutation test needs >= 2 runs per group)")
