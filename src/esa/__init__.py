@@ -38,6 +38,11 @@ _API: dict[str, str] = {
     # analyses
     "detect_superweights": "esa.analysis", "weight_analysis": "esa.analysis", "architecture_analysis": "esa.analysis",
     "plan_run": "esa.scale",
+    # applications (phase 5) and studies (phase 4)
+    "prune": "esa.prune", "PruneResult": "esa.prune", "quantize": "esa.quantize", "QuantResult": "esa.quantize",
+    "finetune": "esa.finetune", "FinetuneResult": "esa.finetune", "interpret": "esa.interpret",
+    "InterpretResult": "esa.interpret", "fault_campaign": "esa.security", "bit_flip_attack": "esa.security",
+    "fingerprint": "esa.security", "verify": "esa.security", "diff_models": "esa.security",
     # validation (phase 3)
     "validate": "esa.validation", "ValidationResult": "esa.validation", "Criterion": "esa.statistics.validation",
     "register_perturbation": "esa.perturb", "Perturbation": "esa.perturb", "PerturbParam": "esa.perturb",
@@ -47,10 +52,15 @@ _API: dict[str, str] = {
     "EsaError": "esa.errors",
 }
 
-__all__ = ["__version__", *_API]
+# Namespaces: `esa.study.scaling(runs)`, `esa.study.families(runs)`.
+_MODULES: dict[str, str] = {"study": "esa.studies"}
+
+__all__ = ["__version__", *_API, *_MODULES]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
     if name in _API:
         return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'esa' has no attribute {name!r}")

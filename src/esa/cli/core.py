@@ -107,8 +107,10 @@ def compare(
     out: Annotated[Optional[Path], typer.Option("--out", help="Also write the comparison as JSON here.")] = None,
 ) -> None:
     """Overlap of the top-k between runs: Jaccard and Spearman per pair (the seeds' cross-metric overlap)."""
+    from esa.cli.app import setup_logging
     from esa.pipeline.compare import compare_runs
 
+    setup_logging(False)
     typer.echo(compare_runs([str(p) for p in run_dirs], str(out) if out else None))
 
 

@@ -5,6 +5,7 @@ budget, or all but the critical ones (frozen-critical); optionally an EWC penalt
         result = esa.finetune.finetune(lm, train, evals, mode="sparse", budget=0.001, retain_windows=retain)
 """
 
+from esa._callable import callable_package
 from esa.finetune import lora
 from esa.finetune.data import DOMAIN_RULE, text_windows, topic_domains
 from esa.finetune.lora import RANK_RULE, LoraPlan, plan_lora
@@ -20,3 +21,5 @@ __all__ = [
     "FinetuneResult", "LoraPlan", "apply_delta", "finetune", "lora", "metric_mask", "plan_lora", "preserved",
     "random_mask", "resolve_budget", "save_delta", "save_finetuned", "text_windows", "topic_domains", "watched_weight",
 ]
+
+callable_package(__name__, finetune)

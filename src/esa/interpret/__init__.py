@@ -5,6 +5,7 @@
     result.roles["share_assigned"], result.weights[0]["role"]
 """
 
+from esa._callable import callable_package
 from esa.interpret.core import DEFAULT_CONTROL_TRIALS, InterpretResult, interpret
 from esa.interpret.probes import BUILTIN_PROBES, Probe, load_probes, parse_probes
 from esa.interpret.roles import ROLES, UNASSIGNED
@@ -27,3 +28,5 @@ __all__ = [
     "run_scores",
     "run_selection",
 ]
+
+callable_package(__name__, interpret)

@@ -15,7 +15,7 @@ figures. A command keeps only its body (call the library, write its result files
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,18 +150,25 @@ class CommandRun:
 def command_run(
     name: str, options: Options, *, output: OutputOptions, model: ModelOptions | None = None,
     data: DataOptions | None = None, attn_implementation: str | None = None,
+    output_bytes: Callable[[Any], tuple[int, int]] | None = None,
 ) -> Iterator[CommandRun]:
-    """Validate, stage, load, run the body, then write config.json, figures and the manifest."""
+    """Validate, stage, load, run the body, then write config.json, figures and the manifest.
+
+    `output_bytes(lm) -> (total, largest file)` sizes what the command will write, checked against free
+    space and the file-size limit before the heavy computation (e.g. `--save-scores`: 4 bytes a weight).
+    """
     options.validate()
     progress = show_progress(output.quiet)
     manifest = Manifest(name)
-    protect = [Path(model.model)] if model is not None and Path(model.model).is_dir() else []
-    with RunDir(output.out_dir, overwrite=output.overwrite, protect=protect) as stage:
+    stage_dir = RunDir(output.out_dir, overwrite=output.overwrite, protect=_protected(model, data))
+    with stage_dir as stage:
         session = None
         if model is not None:
             with manifest.stage("load"):
                 session = open_session(model, data.dataset if data else "builtin", data.bos if data else "auto",
                                        progress, attn_implementation)
+            if output_bytes is not None:
+                stage_dir.check_space(*output_bytes(session.lm))
         run = CommandRun(name=name, stage=stage, manifest=manifest, progress=progress, options=options,
                          data=data, session=session)
         try:
@@ -178,6 +185,16 @@ def command_run(
             manifest.add(model=session.lm.summary(),
                          data={"dataset": session.corpus.description, "bos": session.bos.to_dict(), **run.windows_used})
         atomic_write_json(stage / schema.MANIFEST, manifest.to_dict())
+
+
+def _protected(model: ModelOptions | None, data: DataOptions | None) -> list[Path]:
+    """Paths an out-dir must never replace: the model's directory (or a model file's folder) and the data."""
+    out = []
+    for spec in ([model.model] if model is not None else []) + ([data.dataset] if data is not None else []):
+        path = Path(spec).expanduser()
+        if path.exists():
+            out.append(path if path.is_dir() else path.parent)
+    return out
 
 
 def _oom_type() -> type[BaseException]:

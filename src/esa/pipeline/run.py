@@ -32,7 +32,8 @@ def run_command(cfg: RunConfig) -> str:
     validation: ValidationResult | None = None
     if cfg.perturb.perturb is not None:
         check_perturb_options(cfg)
-    with command_run("run", cfg, output=cfg.output, model=cfg.model, data=cfg.data) as run:
+    with command_run("run", cfg, output=cfg.output, model=cfg.model, data=cfg.data,
+                     output_bytes=lambda lm: _output_bytes(cfg, lm)) as run:
         tasks = None
         if cfg.tasks:
             from esa.pipeline.tasks import task_scorer
@@ -105,6 +106,12 @@ def run_command(cfg: RunConfig) -> str:
         if tasks is not None:
             run.manifest.add(tasks=tasks.provenance())
     return _summary(cfg, lm, stats, table, validation, run.manifest)
+
+
+def _output_bytes(cfg: RunConfig, lm: Any) -> tuple[int, int]:
+    """Expected size of the results: score files (4 bytes a weight, per seed) dominate when saved."""
+    one = 4 * lm.n_params * (3 if "hutchinson" in cfg.metric else 1) if cfg.save_scores or cfg.stability_check else 0
+    return one * len(cfg.data.seeds) + (1 << 20), max(one, 1 << 20)
 
 
 def save_scores(result: Any, path: Path, metric: str, seed: int) -> None:

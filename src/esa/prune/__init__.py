@@ -8,6 +8,7 @@
 `keep=True` leaves the pruned weights in memory for `save_pruned_model`.
 """
 
+from esa._callable import callable_package
 from esa.prune.criterion import FORMULA, MARGIN, beats_magnitude, gap_improvement
 from esa.prune.patterns import GROUPS, Pattern, parse_pattern, prune_masks
 from esa.prune.prune import PruneResult, prune
@@ -41,3 +42,5 @@ __all__ = [
     "superweight_positions",
     "weight_scores",
 ]
+
+callable_package(__name__, prune)

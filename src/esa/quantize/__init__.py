@@ -1,9 +1,6 @@
 """Quantization of the linear layers: RTN and GPTQ, critical-weight protection, mixed precision, export."""
 
-import sys
-import types
-from typing import Any
-
+from esa._callable import callable_package
 from esa.quantize.allocate import OBJECTIVE, Allocation, allocate
 from esa.quantize.core import METHODS, QuantResult, check_configuration, quantize
 from esa.quantize.gptq import gptq
@@ -18,11 +15,4 @@ __all__ = [
 ]
 
 
-class _CallablePackage(types.ModuleType):
-    """`esa.quantize(lm, ...)` calls the function although `esa.quantize` is also this package's name."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> QuantResult:
-        return quantize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+callable_package(__name__, quantize)
