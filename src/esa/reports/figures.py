@@ -13,7 +13,7 @@ from typing import Callable
 
 from matplotlib.figure import Figure
 
-from esa.artifacts import atomic_write_json
+from esa.artifacts import atomic_write_json, schema
 from esa.errors import EsaError
 from esa.plots import (
     plot_dose_response, plot_layer_heatmap, plot_layer_shares, plot_perturbation, plot_rank_score,
@@ -24,6 +24,19 @@ from esa.reports.rundata import RunData, input_fingerprint
 PLOTS_DIR = "plots"
 INDEX = "figures.json"
 FORMATS = ("png", "pdf")
+
+
+def _application(file: str, module: str, fn: str) -> Callable[[RunData, str], Figure | None]:
+    """A figure of an application's saved result, drawn by its own plots module (imported when needed)."""
+
+    def draw(run: RunData, context: str) -> Figure | None:
+        if file not in run.results:
+            return None
+        import importlib
+
+        return getattr(importlib.import_module(f"esa.plots.{module}"), fn)(run.results[file], context=context)
+
+    return draw
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,31 @@ FIGURES: tuple[FigureSpec, ...] = (
                lambda r, c: plot_dose_response(r.perturbation, c)),
     FigureSpec("superweights", "Largest activations of the MLP down projections per layer, and spike strength "
                "against the detection threshold.", lambda r, c: plot_superweights(r.superweights, _superweights_context(r))),
+    *(FigureSpec(name, caption, _application(file, module, fn)) for name, caption, file, module, fn in (
+        ("prune_ppl", "Perplexity against sparsity per score (log scale).", schema.PRUNE, "prune", "plot_prune_ppl"),
+        ("prune_layers", "Achieved sparsity per layer.", schema.PRUNE, "prune", "plot_prune_layers"),
+        ("quantization", "Perplexity against effective bits per weight; the Pareto front joins the configurations "
+         "no other beats on both.", schema.QUANT, "quantize", "plot_quantization"),
+        ("fault_bits", "Failure probability by bit position (Wilson 95% intervals), random vs critical sites.",
+         schema.FAULTS, "security", "plot_fault_bits"),
+        ("finetune_curves", "Learning curves per fine-tuning mode.", schema.FINETUNE, "finetune", "plot_finetune_curves"),
+        ("finetune_tradeoff", "Learning (target-domain PPL gain) against forgetting (retain-domain PPL loss) per mode.",
+         schema.FINETUNE, "finetune", "plot_finetune_tradeoff"),
+        ("interpret_roles", "Roles assigned to the selected weights, with the rule behind each.", schema.INTERPRET,
+         "interpret", "plot_interpret_roles"),
+        ("interpret_sink", "Attention mass on the first token per layer: intact, weight zeroed, random control.",
+         schema.INTERPRET, "interpret", "plot_interpret_sink"),
+        ("interpret_heads", "Per-head sensitivity mass against attention sink mass and entropy.", schema.INTERPRET,
+         "interpret", "plot_interpret_heads"),
+        ("interpret_knowledge", "Effect on the answers' log-probability of zeroing each group's critical weights vs "
+         "random weights.", schema.INTERPRET, "interpret", "plot_interpret_knowledge"),
+        ("scaling", "Each quantity against model size (log-log) with the fitted power law, its band, and residuals.",
+         schema.SCALING, "studies", "plot_scaling"),
+        ("depth_profiles", "Depth-normalised layer profiles of sensitivity mass per family.", schema.FAMILIES,
+         "studies", "plot_depth_profiles"),
+        ("family_ratios", "Attention-vs-MLP and other ratios per group, with intervals.", schema.FAMILIES, "studies",
+         "plot_family_ratios"),
+    )),
 )
 CAPTIONS = {spec.name: spec.caption for spec in FIGURES}
 

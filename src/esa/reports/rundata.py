@@ -13,13 +13,17 @@ from typing import Any
 
 import pandas as pd
 
+from esa.artifacts import schema
 from esa.artifacts import is_run_dir
 from esa.artifacts.reader import read_run_json, read_run_table
 from esa.errors import EsaError
 
 # The files figures are drawn from; when none changed, saved figures are still current.
+# Application and study results, read as plain JSON documents (their commands own their schema).
+APPLICATION_FILES = (schema.PRUNE, schema.QUANT, schema.FAULTS, schema.ATTACK, schema.FINETUNE, schema.INTERPRET,
+                     schema.SCALING, schema.FAMILIES)
 INPUT_FILES = ("config.json", "sensitivity_stats.json", "top_weights.csv", "perturbation_results.json",
-               "superweights.json", "baseline.json")
+               "superweights.json", "baseline.json", *APPLICATION_FILES)
 
 
 @dataclass
@@ -32,6 +36,7 @@ class RunData:
     perturbation: dict[str, Any] | None = None
     superweights: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # application file name -> content
     model: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -61,7 +66,7 @@ class RunData:
             if data:
                 parts.append(f"{Path(str(data.get('dataset', '?'))).name} data, {data.get('max_samples', '?')} x "
                              f"{data.get('seq_len', '?')}-token calibration windows")
-            seeds = cfg.get("seeds") or []
+            seeds = cfg.get("seeds") or (cfg.get("data") or {}).get("seeds") or []
             if seeds:
                 parts.append(f"seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))}")
         elif self.baseline is not None:
@@ -86,6 +91,10 @@ def load_run(run_dir: Path | str, lm_summary: dict[str, Any] | None = None) -> R
     run.perturbation = read_run_json(path / "perturbation_results.json")
     run.superweights = read_run_json(path / "superweights.json")
     run.baseline = read_run_json(path / "baseline.json")
+    for name in APPLICATION_FILES:
+        data = read_run_json(path / name)
+        if data is not None:
+            run.results[name] = data
     run.top = read_run_table(path / "top_weights.csv")
     run.model = dict(lm_summary or (run.manifest or {}).get("model") or {})
     return run

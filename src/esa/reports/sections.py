@@ -69,9 +69,15 @@ def run_blocks(run: RunData, figures: list[DrawnFigure], label: str) -> list[Blo
         _perturbation(s)
     _superweights(s)
     _analyses(s)
+    _applications(s)
     _notes(s)
     _timings(s)
     return s.blocks
+
+
+def _seeds(cfg: dict[str, Any]) -> list[Any]:
+    """Seeds from config.json (they sit in the data options; older runs kept them at the top level)."""
+    return list(cfg.get("seeds") or (cfg.get("data") or {}).get("seeds") or [])
 
 
 # ---- protocol and baseline -----------------------------------------------------------------------
@@ -91,7 +97,7 @@ def _protocol(s: Section) -> None:
         mode = cfg.get("mode")
         rows.append(["metric", str(cfg["metric"])])
         rows.append(["selection", f"{mode} top-{cfg.get('topk')}" + (" (k per tensor)" if mode == "per_layer" else " (k over all weights)")])
-        rows.append(["seeds", ", ".join(map(str, cfg.get("seeds", [])))])
+        rows.append(["seeds", ", ".join(map(str, _seeds(cfg)))])
     data = man.get("data", {})
     dataset = data.get("dataset") if isinstance(data, dict) else None
     if isinstance(dataset, dict):
@@ -128,6 +134,19 @@ def _baseline(s: Section) -> None:
     if b is None and pert is None:
         return
     s.heading("Baseline (unmodified model)")
+    rows_by_model = (b or {}).get("models") or ([b["row"]] if b and "row" in b else [])
+    if rows_by_model:
+        tasks = sorted({t for r in rows_by_model for t in (r.get("task_scores") or {})})
+        s.table(["model", "parameters", "PPL", "bits/byte", "word PPL", "accuracy", *tasks, "criteria"],
+                [[Code(str(r.get("model"))), fmt(r.get("n_params")), fmt(r.get("ppl")), fmt(r.get("bits_per_byte")),
+                  fmt(r.get("word_ppl")), pct(r.get("accuracy"), 4),
+                  *[pct((r.get("task_scores") or {}).get(t, {}).get("acc"), 4) for t in tasks],
+                  ", ".join(f"{k} {v}" for k, v in (r.get("criteria") or {}).items())] for r in rows_by_model],
+                "Per model: token PPL (comparable within one tokenizer), bits per byte and word PPL (comparable "
+                "across tokenizers), next-token accuracy, zero-shot accuracy (lm-eval) and the phase-1 criteria",
+                latex="baseline_models")
+    if b is not None and "models" in b:
+        b = None
     if b is not None:
         fixed, spread = b.get("fixed", {}), b.get("across_seeds") or {}
         s.add(Para([f"Perplexity {fmt(fixed.get('ppl'))}, next-token accuracy {pct(fixed.get('accuracy'), 4)} on "
@@ -146,7 +165,7 @@ def _baseline(s: Section) -> None:
 
 def _seed_stats(run: RunData) -> list[tuple[str, dict[str, Any]]]:
     stats = run.stats or {}
-    seeds = [str(x) for x in (run.config or {}).get("seeds", [])] or ["first"]
+    seeds = [str(x) for x in _seeds(run.config or {})] or ["first"]
     out = [(seeds[0], stats)]
     out += [(seed, st) for seed, st in stats.get("by_seed", {}).items()]
     return out
@@ -487,3 +506,60 @@ def verdict_summary(run: RunData) -> str:
                      f"{sum(bool(c.get('passed')) for c in crit)}/{len(crit)} criteria pass"
                      + (f", {sum(c.get('passed') is None for c in crit)} N/A" if any(c.get('passed') is None for c in crit) else ""))
     return "; ".join(parts)
+
+
+# ---- applications and studies ------------------------------------------------------------------------
+
+# result file -> (section title, the list of records it tabulates, the figures that belong to it)
+APPLICATIONS = {
+    schema.PRUNE: ("Pruning", "rows", ("prune_ppl", "prune_layers")),
+    schema.QUANT: ("Quantization", "configurations", ("quantization",)),
+    schema.FAULTS: ("Fault injection", "side_by_side", ("fault_bits",)),
+    schema.ATTACK: ("Bit-flip attack", None, ()),
+    schema.FINETUNE: ("Fine-tuning", "modes", ("finetune_curves", "finetune_tradeoff")),
+    schema.INTERPRET: ("Interpretability", "weights", ("interpret_roles", "interpret_sink", "interpret_heads",
+                                                       "interpret_knowledge")),
+    schema.SCALING: ("Scaling fits", "fits", ("scaling",)),
+    schema.FAMILIES: ("Architecture families", "groups", ("depth_profiles", "family_ratios")),
+}
+MAX_ROWS, MAX_COLUMNS = 40, 9
+
+
+def _applications(s: Section) -> None:
+    """One section per application result: its records as a table of their scalar fields, any saved
+    criteria as PASS/FAIL/N/A, and its figures. The full records are in the file named."""
+    for file, (title, key, figures) in APPLICATIONS.items():
+        data = s.run.results.get(file)
+        if data is None:
+            continue
+        s.heading(title)
+        s.add(Para([f"From {file}; every field is in that file."]))
+        records = data.get(key) if key else None
+        if isinstance(records, dict):
+            records = [{"name": k, **v} if isinstance(v, dict) else {"name": k, "value": v} for k, v in records.items()]
+        if isinstance(records, list) and records and isinstance(records[0], dict):
+            columns = [c for c in records[0] if all(_scalar(r.get(c)) for r in records[:MAX_ROWS])][:MAX_COLUMNS]
+            s.table(columns, [[fmt(r.get(c)) if not isinstance(r.get(c), str) else str(r.get(c)) for c in columns]
+                              for r in records[:MAX_ROWS]], f"{title}: {len(records)} records"
+                    + (f" (first {MAX_ROWS})" if len(records) > MAX_ROWS else ""), latex=file.split(".")[0])
+        crit = _criteria_of(data)
+        if crit:
+            s.table(["criterion", "rule", "result"], [[str(c.get("name", "")), str(c.get("rule", "")),
+                                                        Strong(schema.criterion_label(c))] for c in crit],
+                    f"{title}: criteria evaluated on these data", latex=file.split(".")[0] + "_criteria")
+        for name in figures:
+            s.figure(name)
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _criteria_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    crit = data.get("criteria")
+    if isinstance(crit, list):
+        return [c for c in crit if isinstance(c, dict) and "passed" in c]
+    if isinstance(crit, dict):
+        return [{"name": k, **v} if isinstance(v, dict) else {"name": k, "rule": "", "passed": v if isinstance(v, bool) else None}
+                for k, v in crit.items()]
+    return []
