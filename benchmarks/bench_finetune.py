@@ -87,15 +87,17 @@ def grid(out: str, names: list[str]) -> None:
 def cost() -> None:
     """Time and peak-RSS growth of training steps: sparse (1% random mask) vs full, same batch."""
     lm, train, _ = setup()
+    runs = {"sparse": dict(mode="sparse", budget=0.01, mask_metric="random"), "full": dict(mode="full")}
+    with preserved(lm):  # warm-up: allocator, kernels
+        finetune(lm, train, train, steps=1, batch_size=BATCH, superweight=None, **runs["sparse"])
     measured = {}
-    for name, kw in (("sparse", dict(mode="sparse", budget=0.01, mask_metric="random")), ("full", dict(mode="full"))):
-        for _ in range(2):  # the first run warms the allocator
-            with preserved(lm):
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-                base = _rss("VmRSS")
-                result = finetune(lm, train, train, steps=3, batch_size=BATCH, eval_every=3, superweight=None, **kw)
-                peak = _rss("VmHWM") - base
+    for name, kw in runs.items():
+        with preserved(lm):
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            base = _rss("VmRSS")
+            result = finetune(lm, train, train, steps=3, batch_size=BATCH, eval_every=3, superweight=None, **kw)
+            peak = _rss("VmHWM") - base
         measured[name] = (result.time_s / 3, peak, result.optimizer_state_bytes)
         print(f"{name}: {result.time_s / 3:.2f} s/step, peak RSS growth {peak / 2**20:.0f} MiB, "
               f"optimizer state {result.optimizer_state_bytes / 2**20:.2f} MiB", flush=True)
