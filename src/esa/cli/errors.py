@@ -74,9 +74,11 @@ def run_cli(app: Any, args: list[str] | None = None) -> NoReturn:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # usage errors (typer's click): its own short message
-        if not hasattr(exc, "show"):
+        if not hasattr(exc, "format_message"):
             raise
-        exc.show()
+        ctx = getattr(exc, "ctx", None)
+        where = f"`{ctx.command_path} --help`" if ctx is not None else "`esa --help`"
+        print(f"esa: error: {exc.format_message().rstrip('.')}; see {where}", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
     except SystemExit:
         raise
