@@ -19,6 +19,7 @@ from esa.plots import (
     plot_dose_response, plot_layer_heatmap, plot_layer_shares, plot_perturbation, plot_rank_score,
     plot_score_histogram, plot_similarity, plot_superweights, save_figure,
 )
+from esa.plots.architecture import plot_architecture
 from esa.reports.rundata import RunData, input_fingerprint
 
 PLOTS_DIR = "plots"
@@ -64,6 +65,9 @@ FIGURES: tuple[FigureSpec, ...] = (
                lambda r, c: plot_dose_response(r.perturbation, c)),
     FigureSpec("superweights", "Largest activations of the MLP down projections per layer, and spike strength "
                "against the detection threshold.", lambda r, c: plot_superweights(r.superweights, _superweights_context(r))),
+    FigureSpec("architecture", "Share of the score mass (solid) and of the top-k (hatched) per component and per "
+               "relative-depth bin; a hatched bar above its solid one marks an enriched group.",
+               lambda r, c: plot_architecture(r.stats, c)),
     *(FigureSpec(name, caption, _application(file, module, fn)) for name, caption, file, module, fn in (
         ("prune_ppl", "Perplexity against sparsity per score (log scale).", schema.PRUNE, "prune", "plot_prune_ppl"),
         ("prune_layers", "Achieved sparsity per layer.", schema.PRUNE, "prune", "plot_prune_layers"),

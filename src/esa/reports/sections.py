@@ -467,18 +467,65 @@ def _rank_under_metrics(s: Section, ranks: dict[str, Any] | None) -> None:
 
 
 def _analyses(s: Section) -> None:
+    """What --architecture-analysis and --weight-analysis measured, as tables (definitions in the JSON)."""
     stats = s.run.stats or {}
-    for key in ("weight_analysis", "architecture_analysis"):
-        part = stats.get(key)
-        if not isinstance(part, dict):
-            continue
-        scalars = [[k, fmt(v) if not isinstance(v, str) else v] for k, v in part.items()
-                   if isinstance(v, (int, float, str, bool)) or v is None]
-        s.heading(key.replace("_", " ").capitalize())
-        nested = [k for k, v in part.items() if isinstance(v, (dict, list))]
-        s.table(["field", "value"], scalars, f"Scalar fields of {key} (sensitivity_stats.json)", align="ll")
-        if nested:
-            s.add(Para([f"Further fields in sensitivity_stats.json {key}: {', '.join(nested)}."]))
+    arch, weights = stats.get("architecture_analysis"), stats.get("weight_analysis")
+    if isinstance(arch, dict):
+        s.heading("Architecture analysis")
+        av = arch.get("attention_vs_mlp") or {}
+        early = arch.get("early_layers") or {}
+        out = arch.get("outside_blocks") or {}
+        s.table(["quantity", "value"], [
+            ["attention / MLP score mass", fmt(av.get("mass_ratio"))],
+            ["attention / MLP top-k count", fmt(av.get("topk_ratio"))],
+            ["early layers (of blocks): share of mass", pct(early.get("mass_share_of_blocks"))],
+            ["early layers (of blocks): share of top-k", pct(early.get("topk_share_of_blocks"))],
+            ["early layers", f"{len(early.get('layers', []))} of {arch.get('n_layers')} ({pct(early.get('layer_share'))})"],
+            ["outside the blocks (embedding, final norm, lm_head): share of mass", pct(out.get("mass_share"))],
+            ["outside the blocks: share of top-k", pct(out.get("topk_share"))],
+        ], "Attention vs MLP, early-layer concentration and the share outside the decoder blocks", latex="architecture",
+            align="lr")
+        comp = arch.get("by_component") or {}
+        s.table(["component", "mass share", "top-k", "top-k share", "weight share", "enrichment"],
+                [[c, pct(v.get("mass_share")), fmt(v.get("topk")), pct(v.get("topk_share")), pct(v.get("weight_share")),
+                  fmt(_enrichment(v))] for c, v in comp.items()],
+                "Per component: score mass, selected weights, and enrichment = top-k share / weight share",
+                latex="components_mass", align="lrrrrr")
+        bins = arch.get("by_depth_bin") or []
+        s.table(["depth", "layers", "mass share", "top-k share"],
+                [[f"{fmt(b.get('depth_from'))}-{fmt(b.get('depth_to'))}", ", ".join(map(str, b.get("layers", []))),
+                  pct(b.get("mass_share")), pct(b.get("topk_share"))] for b in bins],
+                "Sensitivity by relative depth (layer / (n_layers - 1))", latex="depth", align="llrr")
+        moe = arch.get("moe") or arch.get("experts") or {}
+        if isinstance(moe, dict) and moe.get("per_expert"):
+            s.table(["expert", "mass share", "top-k", "top-k share"],
+                    [[str(e.get("expert")), pct(e.get("mass_share")), fmt(e.get("topk")), pct(e.get("topk_share"))]
+                     for e in moe["per_expert"]],
+                    f"Per expert (max/mean mass {fmt(moe.get('expert_mass_max_over_mean'))}; router mass share "
+                    f"{pct((moe.get('router') or {}).get('mass_share'))})", latex="experts", align="lrrr")
+        s.figure("architecture")
+    if isinstance(weights, dict):
+        s.heading("Weight analysis")
+        rows = weights.get("weights") or []
+        s.table(["rank", "parameter", "index", "value", "z(|w|)", "|w| percentile"],
+                [[fmt(r.get("rank")), Code(str(r.get("param"))), Code(f"[{r.get('index')}]"), fmt(r.get("value")),
+                  fmt(r.get("abs_z")), fmt(r.get("abs_percentile"))] for r in rows[:20]],
+                f"The top weights' magnitude against their tensor (first 20 of {len(rows)})", latex="weights",
+                align="rllrrr")
+        tensors = weights.get("tensors") or []
+        s.table(["parameter", "selected", "distinct rows", "row HHI", "shared rows", "distinct cols", "col HHI"],
+                [[Code(str(t.get("param"))), fmt(t.get("n_selected")), fmt(t.get("rows", {}).get("n_distinct")),
+                  fmt(t.get("rows", {}).get("hhi")), pct(t.get("rows", {}).get("shared_fraction")),
+                  fmt(t.get("cols", {}).get("n_distinct")), fmt(t.get("cols", {}).get("hhi"))]
+                 for t in sorted(tensors, key=lambda t: -(t.get("n_selected") or 0))[:15]],
+                f"Row/column concentration of the selection per tensor (shared rows: {pct(weights.get('shared_row_fraction'))} "
+                f"of the selected weights share a row with another; cols: {pct(weights.get('shared_col_fraction'))})",
+                latex="concentration", align="lrrrrrr")
+
+
+def _enrichment(v: dict[str, Any]) -> float | None:
+    top, share = num(v.get("topk_share")), num(v.get("weight_share"))
+    return top / share if top is not None and share else None
 
 
 def _notes(s: Section) -> None:
