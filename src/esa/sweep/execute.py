@@ -128,13 +128,22 @@ def _local(cells: Sequence[Cell], *, workers: int, threads: int, **_: Any) -> li
 
 def _submitit(cells: Sequence[Cell], *, threads: int, cluster: str | None, folder: Path,
               slurm: dict[str, Any], workers: int, **_: Any) -> list[CellOutcome]:
-    """One SLURM job per cell (a job array), `threads` CPUs each, at most `workers` at once."""
+    """One job per cell (a SLURM job array), `threads` CPUs each, at most `workers` at once."""
     import submitit
 
     ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     params: dict[str, Any] = {"cpus_per_task": threads, "timeout_min": 60, "slurm_array_parallelism": workers}
     params.update(slurm)
     ex.update_parameters(**params)  # slurm_* parameters are ignored off SLURM
+    # SLURM throttles the array itself; submitit's local executor starts every job at once, so feed it in waves
+    wave = len(cells) if ex.cluster == "slurm" else workers
+    outcomes = []
+    for start in range(0, len(cells), wave):
+        outcomes += _submitit_wave(ex, cells[start:start + wave], threads)
+    return outcomes
+
+
+def _submitit_wave(ex: Any, cells: Sequence[Cell], threads: int) -> list[CellOutcome]:
     jobs = ex.map_array(run_cell, [c.argv for c in cells], [str(c.run_dir) for c in cells], [threads] * len(cells))
     outcomes = []
     for cell, job in zip(cells, jobs):
