@@ -11,7 +11,7 @@ SEEDS ?= 1337,123,999
 TASKS ?= tests/tasks/facts_mc.yaml
 ESA := $(BIN)/esa
 
-.PHONY: setup demo test bench clean smoke-phase1 standard-core extended-all smoke-llama standard-llama extended-llama generate-docs
+.PHONY: setup demo test bench clean phase2-core phase3-core smoke-phase1 standard-core extended-all smoke-llama standard-llama extended-llama generate-docs
 
 setup: $(STAMP)
 
@@ -52,6 +52,13 @@ standard-llama: setup
 	$(ESA) baseline --model $(LLAMA_MODELS) --preset standard --seeds $(SEEDS) --overwrite --out-dir outputs/phase1/llama/standard
 extended-llama: setup
 	$(ESA) baseline --model $(LLAMA_MODELS) --preset extended --seeds $(SEEDS) --tasks $(TASKS) --overwrite --out-dir outputs/phase1/llama/extended
+# The workflow's phase-2 and phase-3 grids, run with `esa sweep` (resumable; collected into one table).
+phase2-core: setup
+	$(ESA) sweep run grids/phase2-core.yaml
+	$(ESA) sweep collect grids/phase2-core.yaml
+phase3-core: setup
+	$(ESA) sweep run grids/phase3-core.yaml
+	$(ESA) sweep collect grids/phase3-core.yaml
 # Rebuilds outputs/RESULTS.md from the run directories under outputs/ (never from typed numbers).
 generate-docs: setup
 	$(ESA) results outputs --out outputs/RESULTS.md
