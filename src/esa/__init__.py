@@ -48,7 +48,7 @@ _API: dict[str, str] = {
     "register_perturbation": "esa.perturb", "Perturbation": "esa.perturb", "PerturbParam": "esa.perturb",
     "plot_perturbation": "esa.plots.perturbation",
     # pipeline steps
-    "profile_seed": "esa.pipeline.profile", "score_model": "esa.pipeline.profile",
+    "profile_seed": "esa.pipeline.profile", "score_model": "esa.metrics",
     "EsaError": "esa.errors",
 }
 

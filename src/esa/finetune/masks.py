@@ -14,8 +14,8 @@ from torch import nn
 
 from esa.data.windows import WindowSet
 from esa.errors import EsaError
-from esa.metrics import ScoringContext, get_metric
-from esa.models import LoadedModel, input_device
+from esa.metrics import score_model
+from esa.models import LoadedModel
 from esa.ranking import top_k
 
 RANDOM = "random"
@@ -50,17 +50,7 @@ def score(
     batch_size: int, progress: bool,
 ) -> dict[str, torch.Tensor]:
     """Scores of `metric` (a registered name) for `params` on the calibration windows of `windows`."""
-    device = input_device(lm.model)
-    ctx = ScoringContext(
-        model=lm.model,
-        params={name: lm.params[name] for name in params},
-        batches=lambda: windows.batches("calib", batch_size, device),
-        n_windows=len(windows.calib_offsets),
-        n_tokens=windows.n_predicted_tokens("calib"),
-        seed=seed,
-        progress=progress,
-    )
-    return get_metric(metric)(ctx).scores
+    return score_model(lm, metric, windows, list(params), seed=seed, batch_size=batch_size, progress=progress).scores
 
 
 def metric_mask(

@@ -11,6 +11,7 @@ from esa.metrics.grad_x_weight import GradXWeight
 from esa.metrics.hutchinson import HutchinsonDiag
 from esa.metrics.magnitude import Magnitude
 from esa.metrics.registry import METRICS, FunctionMetric, as_metric, check_result, get_metric, register_metric
+from esa.metrics.score import score_model
 
 __all__ = [
     "METRICS",
@@ -30,4 +31,5 @@ __all__ = [
     "metric_cost",
     "metric_options",
     "register_metric",
+    "score_model",
 ]

@@ -13,8 +13,8 @@ import torch
 
 from esa.artifacts import schema
 from esa.data import WindowSet
-from esa.metrics import Metric, MetricResult, ScoringContext
-from esa.models import LoadedModel, input_device
+from esa.metrics import Metric, MetricResult, score_model
+from esa.models import LoadedModel
 from esa.ranking import WeightSet, top_k
 from esa.statistics import score_statistics, topk_distribution
 
@@ -28,27 +28,6 @@ class SeedProfile:
     stats: dict[str, Any]
     bottom: WeightSet | None = None
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def score_model(
-    lm: LoadedModel, metric: Metric, windows: WindowSet, param_names: list[str], *, seed: int, batch_size: int,
-    probes: int = 8, accumulate_on: str = "param", progress: bool = False, checkpointing: bool = False,
-) -> MetricResult:
-    """Run `metric` over the calibration windows for the named parameters."""
-    device = input_device(lm.model)
-    ctx = ScoringContext(
-        model=lm.model,
-        params={n: lm.params[n] for n in param_names},
-        batches=lambda: windows.batches("calib", batch_size, device),
-        n_windows=len(windows.calib_offsets),
-        n_tokens=windows.n_predicted_tokens("calib"),
-        seed=seed,
-        probes=probes,
-        accumulate_on=accumulate_on,
-        progress=progress,
-        checkpointing=checkpointing,
-    )
-    return metric(ctx)
 
 
 def selection_table(lm: LoadedModel, selection: WeightSet, result: MetricResult, seed: int) -> pd.DataFrame:

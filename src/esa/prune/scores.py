@@ -22,8 +22,7 @@ import torch
 
 from esa.data import WindowSet
 from esa.errors import EsaError
-from esa.metrics import METRICS, ScoringContext, get_metric
-from esa.models.loader import input_device
+from esa.metrics import METRICS, score_model
 from esa.models.types import LoadedModel
 
 SPARSEGPT = "sparsegpt"
@@ -51,16 +50,7 @@ def weight_scores(
         (act, notes), (fisher, _) = parts
         named = dict(lm.model.named_parameters(remove_duplicate=False))
         return {n: esa_blend(act[n], named[n], fisher[n], ESA_BETA) for n in act if n in fisher}, notes
-    device = input_device(lm.model)
-    ctx = ScoringContext(
-        model=lm.model,
-        params={n: lm.params[n] for n in names},
-        batches=lambda: windows.batches("calib", batch_size, device),
-        n_windows=len(windows.calib_offsets),
-        n_tokens=windows.n_predicted_tokens("calib"),
-        seed=seed,
-    )
-    result = get_metric(score)(ctx)
+    result = score_model(lm, score, windows, list(names), seed=seed, batch_size=batch_size)
     return result.scores, list(result.notes)
 
 
