@@ -70,3 +70,12 @@ def test_n_m_sparsity_must_match() -> None:
     assert check_sparsity(0.5, Pattern(2, 4)) == 0.5
     with pytest.raises(EsaError, match="exactly 0.5"):
         check_sparsity(0.6, Pattern(2, 4))
+
+
+def test_criterion_when_magnitude_does_not_hurt():
+    """A magnitude gap <= 0 leaves nothing to improve on: the improvement is NaN, not an error."""
+    import math
+
+    from esa.prune.criterion import gap_improvement
+
+    assert math.isnan(gap_improvement(ppl=20.0, ppl_magnitude=19.0, ppl_dense=19.5))

@@ -10,7 +10,7 @@ damage it avoids, not for the dense model's own perplexity:
 
 from __future__ import annotations
 
-
+import math
 
 MARGIN = 0.15
 FORMULA = "improvement = (gap_magnitude - gap_esa) / gap_magnitude, gap = PPL - PPL_dense; PASS iff improvement > 0.15"
