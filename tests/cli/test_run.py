@@ -55,7 +55,7 @@ def test_manifest_records_protocol(esa, tmp_path):
         assert not set(windows["calib_offsets"]) & set(windows["eval_offsets"])
     assert manifest["environment"]["torch"]
     config = json.loads((out / "config.json").read_text())
-    assert config["metric"] == "magnitude" and config["seeds"] == [1, 2]
+    assert config["metric"] == "magnitude" and config["data"]["seeds"] == [1, 2]
 
 
 def test_baseline_prints_ppl(esa, tmp_path):
