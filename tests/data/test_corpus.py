@@ -137,9 +137,11 @@ def test_parquet_without_string_text_column_raises(tmp_path: Path, tok):
 
 
 def test_unknown_name_missing_path_and_directory_raise(tmp_path: Path, tok):
-    for dataset in ["wikitext-103", str(tmp_path / "absent.txt"), str(tmp_path)]:
+    for dataset in ["wikitext-103", str(tmp_path / "absent.txt")]:
         with pytest.raises(EsaError, match="neither a known name"):
             load_corpus(dataset, tok)
+    with pytest.raises(EsaError, match="is a directory; give a .txt, .jsonl or .parquet file"):
+        load_corpus(str(tmp_path), tok)
     with pytest.raises(EsaError, match="--max-chars"):
         load_corpus("builtin", tok, max_chars=0)
 
