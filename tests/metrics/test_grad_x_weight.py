@@ -49,7 +49,7 @@ def test_activation_checkpointing_gives_the_same_scores(make_ctx) -> None:
 
 def test_checkpointing_saves_fewer_activations() -> None:
     """Proof that checkpointing is really on: autograd saves far fewer bytes for backward."""
-    from esa.metrics._accumulate import _disable_checkpointing, _enable_checkpointing
+    from esa.metrics._accumulate import _enable_checkpointing, _restore_blocks
 
     model = build_tiny_model("tiny-llama")
     ids = torch.randint(0, 256, (2, 64), generator=torch.Generator().manual_seed(0))
@@ -66,8 +66,8 @@ def test_checkpointing_saves_fewer_activations() -> None:
         return total[0]
 
     plain = saved_bytes()
-    _enable_checkpointing(model)
+    saved = _enable_checkpointing(model)
     try:
         assert saved_bytes() < plain / 2
     finally:
-        _disable_checkpointing(model)
+        _restore_blocks(saved)
