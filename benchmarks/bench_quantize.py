@@ -7,6 +7,7 @@ Prints one table row per configuration (PPL and its ratio to the unquantized mod
 kept weights, seconds) and the timing ratios; writes every row as JSON with --out.
 
     PYTHONPATH=src python benchmarks/bench_quantize.py [--subset small|full] [--out rows.json] [--threads 1]
+    PYTHONPATH=src python benchmarks/bench_quantize.py --configs '[{"method": "gptq", "bits": 3, "group_size": 64}]'
 """
 
 from __future__ import annotations
@@ -57,13 +58,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", choices=("rtn", "gptq"), default=None, help="run only this method's configurations")
     ap.add_argument("--no-superweights", action="store_true", help="skip configurations that keep super weights")
+    ap.add_argument("--configs", default=None,
+                    help="a JSON list of esa.quantize keyword sets to run instead of the grid (e.g. one missing row)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     lm = esa.load_model("smollm2-135m")
     windows = esa.make_windows(esa.load_corpus("builtin", lm.tokenizer), 128, 8, 8, 1).with_text_measures(lm.tokenizer)
     base = esa.evaluate(lm.model, windows, "eval", 4)
     print(f"unquantized PPL {base.ppl:.4f} on {base.n_tokens} tokens", flush=True)
-    configs = [c for c in grid(args.subset == "full") if args.only in (None, c["method"])
+    chosen = json.loads(args.configs) if args.configs else grid(args.subset == "full")
+    configs = [c for c in chosen if args.only in (None, c["method"])
                and not (args.no_superweights and c.get("keep_superweights"))]
     cache = ScoreCache()
     start = time.perf_counter()
