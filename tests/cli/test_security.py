@@ -38,6 +38,30 @@ def test_faults_random_vs_critical(esa, tmp_path) -> None:
     assert (out / "faults.csv").exists() and (out / "plots" / "fault_bits.png").exists() and "P(fail)" in result.out
 
 
+def test_faults_in_integer_codes(esa, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = esa("faults", "--model", "tiny-llama", "--quantize-bits", "3", "--quantize-group-size", "16",
+                 "--sites", "random,topk:magnitude:20", "--injections", "5", *SMALL, "--out-dir", str(out))
+    assert result.code == 0, result.err
+    data = json.loads((out / "faults.json").read_text())
+    assert data["quantization"]["label"] == "rtn 3b g16 asym" and data["quantization"]["n_kept"] == 0
+    for campaign in data["campaigns"].values():
+        assert campaign["dtype"].startswith("uint3 codes") and campaign["overall"]["n"] == 5
+        assert all(0 <= t["bit"] < 3 and t["new_code"] == t["code"] ^ (1 << t["bit"]) for t in campaign["trials"])
+    assert "code bit" in result.out and "code" in (out / "faults.csv").read_text().splitlines()[0].split(",")
+
+
+def test_bad_code_faults_are_one_line_and_exit_2(esa, tmp_path) -> None:
+    out = tmp_path / "out"
+    for args, words in ((("--quantize-bits", "7"), "not supported"), (("--quantize-bits", "4", "--bits", "4"), "outside"),
+                        (("--quantize-bits", "4", "--bits", "sign"), "no 'sign' bits"),
+                        (("--quantize-bits", "4", "--quantize-group-size", "24"), "--quantize-group-size 24 does not divide")):
+        result = esa("faults", "--model", "tiny-llama", *args, "--injections", "2", *SMALL, "--out-dir", str(out))
+        assert result.code == 2 and words in result.err, result.err
+        assert len(result.err.strip().splitlines()) == 1 and result.err.startswith("esa: error:")
+    assert not out.exists()
+
+
 def test_attack_with_defence(esa, tmp_path) -> None:
     out = tmp_path / "out"
     result = esa("attack", "--model", "tiny-llama", "--target-ppl", "1e9", "--max-flips", "1", "--protect-topk", "5",

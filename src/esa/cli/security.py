@@ -21,14 +21,18 @@ def faults(
     confidence: Annotated[float, typer.Option(help="Confidence of the margin and of the Wilson intervals.")] = 0.95,
     faults_per_trial: Annotated[int, typer.Option("--faults-per-trial", help="Bits flipped together in each trial.")] = 1,
     failure: Annotated[str, typer.Option(help="dppl>X (perplexity rises by more than X), acc_drop>X, or nonfinite.")] = "dppl>1",
+    quantize_bits: Annotated[Optional[int], typer.Option("--quantize-bits", help="Quantize with RTN in memory first (2, 3, 4, 5, 6 or 8 bits) and flip bits of the integer codes; --bits is then all or a code bit 0..B-1.")] = None,
+    quantize_group_size: Annotated[int, typer.Option("--quantize-group-size", help="Inputs per scale group of that quantization; 0 = per output channel.")] = 64,
+    quantize_symmetric: Annotated[bool, typer.Option("--quantize-symmetric", help="Symmetric grid (codes stored offset by 2^(B-1), as llama.cpp Q4_0).")] = False,
     *, model_opts: Any, data_opts: Any, output_opts: Any,
 ) -> None:
-    """Statistical fault injection: flip stored bits at random or critical sites, evaluate, restore bit-exactly."""
+    """Statistical fault injection: flip stored bits (or, with --quantize-bits, integer codes) at random or critical sites, evaluate, restore bit-exactly."""
     from esa.pipeline.security import FaultsOptions, run_faults_command
 
     opts = FaultsOptions(model=model_opts, data=data_opts, output=output_opts, sites=sites, bits=bits,
                          injections=injections, margin=margin, confidence=confidence,
-                         faults_per_trial=faults_per_trial, failure=failure)
+                         faults_per_trial=faults_per_trial, failure=failure, quantize_bits=quantize_bits,
+                         quantize_group_size=quantize_group_size, quantize_symmetric=quantize_symmetric)
     typer.echo(run_faults_command(opts))
 
 

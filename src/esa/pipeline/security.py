@@ -2,13 +2,18 @@
 `esa fingerprint` / `esa verify` (one fingerprint file; verify answers with its exit code).
 
 faults.json holds every campaign (one per --sites entry) and the side-by-side table; faults.csv one
-row per injected fault with its campaign. attack.json holds the open and the defended attack.
+row per injected fault with its campaign. With --quantize-bits the model is first quantized in memory
+(RTN, esa.quantize) and the faults flip bits of its integer codes; faults.json then also holds the
+quantization (its configuration and quantized PPL), and the model is restored bit-exactly at the end.
+attack.json holds the open and the defended attack.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -58,12 +63,21 @@ class FaultsOptions(Options):
     confidence: float = opt(0.95, "--confidence", min=0.0, max=1.0)
     faults_per_trial: int = opt(1, "--faults-per-trial", min=1)
     failure: str = "dppl>1"
+    quantize_bits: int | None = None  # faults in the integer codes of an RTN quantization of this width
+    quantize_group_size: int = opt(64, "--quantize-group-size", min=0)
+    quantize_symmetric: bool = False
 
     def check(self) -> None:
-        from esa.security import Failure
+        from esa.quantize import SUPPORTED_BITS
+        from esa.security import Failure, code_bit_positions
 
         parse_sites(self.sites)
         Failure.parse(self.failure)
+        if self.quantize_bits is not None:
+            if self.quantize_bits not in SUPPORTED_BITS:
+                raise EsaError(f"--quantize-bits {self.quantize_bits} is not supported; "
+                               f"choose from {', '.join(map(str, SUPPORTED_BITS))}")
+            code_bit_positions(parse_bits(self.bits), self.quantize_bits)
         if self.injections is None and self.margin is None:
             self.injections = 100
         if self.injections is not None and self.margin is not None:
@@ -71,23 +85,37 @@ class FaultsOptions(Options):
 
 
 def run_faults_command(opts: FaultsOptions) -> str:
-    from esa.security import bit_positions, fault_campaign, side_by_side
+    from esa.security import bit_positions, fault_campaign, quantized_codes, side_by_side
 
     sites = parse_sites(opts.sites)
     with command_run("faults", opts, output=opts.output, model=opts.model, data=opts.data) as run:
         lm, seed = run.lm, opts.data.seeds[0]
-        bit_positions(parse_bits(opts.bits), lm.dtype)  # bad bits fail before any scoring
+        if opts.quantize_bits is None:
+            bit_positions(parse_bits(opts.bits), lm.dtype)  # bad bits fail before any scoring
+        else:
+            _check_quantization(lm, opts)
         windows = run.windows(seed)
-        results = {}
-        for site in sites:
-            with run.manifest.stage(f"faults:{_label(site)}"):
-                results[_label(site)] = fault_campaign(
-                    lm, windows, injections=opts.injections, margin=opts.margin, confidence=opts.confidence,
-                    sites=site, bits=parse_bits(opts.bits), faults_per_trial=opts.faults_per_trial,
-                    failure=opts.failure, seed=seed, batch_size=opts.data.batch_size)
+        results, quantization = {}, None
+        with ExitStack() as stack:
+            codes = None
+            if opts.quantize_bits is not None:
+                with run.manifest.stage("quantize"):
+                    quant, codes = stack.enter_context(quantized_codes(
+                        lm, windows, bits=opts.quantize_bits, group_size=opts.quantize_group_size,
+                        symmetric=opts.quantize_symmetric, seed=seed, batch_size=opts.data.batch_size))
+                quantization = quant.to_dict()
+            for site in sites:
+                with run.manifest.stage(f"faults:{_label(site)}"):
+                    results[_label(site)] = fault_campaign(
+                        lm, windows, injections=opts.injections, margin=opts.margin, confidence=opts.confidence,
+                        sites=site, bits=parse_bits(opts.bits), faults_per_trial=opts.faults_per_trial,
+                        failure=opts.failure, seed=seed, batch_size=opts.data.batch_size, codes=codes)
         table = side_by_side(results)
-        run.write_json(schema.FAULTS, {"campaigns": {k: r.to_dict() for k, r in results.items()},
-                                       "side_by_side": table.to_dict(orient="records")})
+        document: dict[str, Any] = {"campaigns": {k: r.to_dict() for k, r in results.items()},
+                                    "side_by_side": table.to_dict(orient="records")}
+        if quantization is not None:
+            document["quantization"] = quantization
+        run.write_json(schema.FAULTS, document)
         rows = pd.concat([r.table().assign(campaign=k) for k, r in results.items()], ignore_index=True)
         run.write_table(rows, schema.FAULTS_TABLE)
         if opts.output.save_plots:
@@ -103,10 +131,25 @@ def run_faults_command(opts: FaultsOptions) -> str:
     for label, r in results.items():
         lines.append(f"{label:28s} {r.overall.n} trials  P(fail) {r.overall.p:.4f} [{r.overall.lo:.4f}, {r.overall.hi:.4f}]"
                      f"  silent {r.silent.failures}  crashing {r.crashing.failures}  ({r.timing['trials_per_s']:.2f} trials/s)")
-        for cls, rate in r.groups["bit_class"].items():
-            lines.append(f"  {cls:10s} n={rate.n:5d}  p={rate.p:.4f} [{rate.lo:.4f}, {rate.hi:.4f}]")
+        for key, rate in r.groups["bit_class" if quantization is None else "bit"].items():
+            key = key if quantization is None else f"code bit {key}"
+            lines.append(f"  {key:10s} n={rate.n:5d}  p={rate.p:.4f} [{rate.lo:.4f}, {rate.hi:.4f}]")
+    if quantization is not None:
+        lines.insert(0, f"codes     {quantization['label']}: quantized PPL {fmt(quantization['ppl'])}; "
+                        "faults flip bits of the integer codes (model restored bit-exactly after)")
     lines.append(f"results   {Path(opts.output.out_dir).resolve()}/{schema.FAULTS}")
     return "\n".join(lines)
+
+
+def _check_quantization(lm: Any, opts: FaultsOptions) -> None:
+    """esa.quantize's own checks of the configuration, worded with this command's flags."""
+    from esa.quantize import check_configuration
+
+    try:
+        check_configuration(lm, bits=opts.quantize_bits, group_size=opts.quantize_group_size,
+                            symmetric=opts.quantize_symmetric)
+    except EsaError as exc:
+        raise EsaError(str(exc).replace("--bits", "--quantize-bits").replace("--group-size", "--quantize-group-size")) from None
 
 
 @dataclass

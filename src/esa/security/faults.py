@@ -9,6 +9,10 @@ holds: "dppl>X" (perplexity rose by more than X), "acc_drop>X" (next-token accur
 than X) or "nonfinite"; a non-finite loss always counts as a failure ("crashing"), a failure with a
 finite loss is "silent".
 
+With `codes` (an esa.security.codes.CodeSpace of a model quantized by esa.quantize) the faults hit
+the integer codes instead: bit i of a weight's b-bit code flips and the weight takes the value the
+flipped code stands for (see esa.security.codes); sites are the quantized weights less the kept ones.
+
 Sample size: `injections`, or Leveugle et al. (2009) for a `margin` at `confidence` over the
 population of N = sites x bit positions possible single faults (esa.security.rates). Failure
 probabilities carry Wilson intervals, overall and per bit position, bit class, component and layer;
@@ -24,7 +28,7 @@ import re
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, ContextManager, Mapping, Protocol
 
 import numpy as np
 import pandas as pd
@@ -41,8 +45,12 @@ from esa.ranking import WeightSet
 from esa.security.rates import Rate, leveugle_sample_size, wilson, z_value
 from esa.security.sites import Site, SitePopulation, bit_class, bit_positions
 
+if TYPE_CHECKING:
+    from esa.security.codes import CodeSpace
+
 _FAILURE = re.compile(r"^(dppl|acc_drop)>(\d+(?:\.\d*)?|\.\d+)$")
 GROUPS = ("bit", "bit_class", "component", "layer")
+_CODE = ("code", "new_code")  # Fault fields only code faults fill: absent from a float campaign's table
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,8 @@ class Fault:
     bit_class: str
     old: float
     new: float
+    code: int | None = None  # integer-code faults: the unsigned code before and after the flip
+    new_code: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,17 +138,53 @@ class FaultResult:
 
     def table(self) -> pd.DataFrame:
         """One row per fault (a trial of F faults gives F rows sharing its outcome)."""
-        rows = [{"trial": t.trial, **{k: v for k, v in asdict(f).items() if k != "index"},
+        rows = [{"trial": t.trial, **{k: v for k, v in asdict(f).items() if k != "index" and (k not in _CODE or v is not None)},
                  "index": format_index(f.index), "ppl": t.ppl, "accuracy": t.accuracy, "failed": t.failed,
                  "crashed": t.crashed} for t in self.trials for f in t.faults]
         return pd.DataFrame(rows)
+
+
+class BitSpace(Protocol):
+    """Where a campaign's faults flip bits: the stored floats (StoredBits) or integer codes (CodeSpace)."""
+
+    def describe(self, names: list[str]) -> str: ...
+    def positions(self, name: str, bits: str | int) -> list[int]: ...
+    def fault(self, lm: LoadedModel, site: Site, bit: int) -> Fault: ...
+    def inject(self, lm: LoadedModel, site: Site, fault: Fault) -> ContextManager[Any]: ...
+
+
+class StoredBits:
+    """Faults in the stored IEEE bits of each weight, flipped by esa.perturb's bit_flip."""
+
+    def __init__(self, lm: LoadedModel) -> None:
+        self._tensors = dict(lm.model.named_parameters(remove_duplicate=False))
+        self._unused = torch.Generator().manual_seed(0)  # bit_flip with a fixed bit draws nothing
+
+    def describe(self, names: list[str]) -> str:
+        return ", ".join(sorted({str(self._tensors[n].dtype).replace("torch.", "") for n in names}))
+
+    def positions(self, name: str, bits: str | int) -> list[int]:
+        return bit_positions(bits, self._tensors[name].dtype)
+
+    def fault(self, lm: LoadedModel, site: Site, bit: int) -> Fault:
+        tensor = self._tensors[site.param]
+        stored = tensor.detach().reshape(-1)[site.flat : site.flat + 1]
+        flipped = stored.view(int_view_dtype(tensor.dtype)) ^ bit_value(bit, bit_width(tensor.dtype))
+        info = lm.params[site.param]
+        return Fault(site.param, info.layer, info.component, unravel(site.flat, info.shape), bit,
+                     bit_class(bit, tensor.dtype), float(stored.float()), float(flipped.view(tensor.dtype).float()))
+
+    def inject(self, lm: LoadedModel, site: Site, fault: Fault) -> ContextManager[Any]:
+        return apply_perturbation(lm.model, {site.param: torch.tensor([site.flat])}, "bit_flip", self._unused,
+                                  bit=fault.bit)
 
 
 def fault_campaign(
     lm: LoadedModel, windows: WindowSet, *, injections: int | None = None, margin: float | None = None,
     confidence: float = 0.95, sites: str | tuple[str, str, int] | WeightSet = "random", bits: str | int = "all",
     faults_per_trial: int = 1, failure: str = "dppl>1", seed: int = 0, batch_size: int = 4,
-    params: list[str] | None = None, progress: bool = False, max_seconds: float | None = None,
+    params: list[str] | None = None, codes: CodeSpace | None = None, progress: bool = False,
+    max_seconds: float | None = None,
 ) -> FaultResult:
     """Run a campaign of single- or multi-bit faults; the model is bit-exactly restored after each trial.
 
@@ -147,10 +193,13 @@ def fault_campaign(
     or `margin` (Leveugle's sample size). Evaluation uses every "eval" window of `windows`: a
     campaign costs one pass per trial, so build `windows` with few evaluation windows. With
     `max_seconds` the campaign stops drawing trials after that long (the trials run are the same
-    prefix the full campaign would run; `sample_size["stopped_early"]` says so).
+    prefix the full campaign would run; `sample_size["stopped_early"]` says so). With `codes`, faults
+    flip bits of the integer codes of the quantized model `lm` now holds (`params` default: every
+    quantized tensor; `bits`: "all" or a position below the code width; kept weights are no sites).
     """
     criterion = Failure.parse(failure)
-    names = list(lm.params) if params is None else params
+    space: BitSpace = StoredBits(lm) if codes is None else codes
+    names = (list(lm.params) if codes is None else codes.names(lm)) if params is None else params
     unknown = [n for n in names if n not in lm.params]
     if unknown:
         raise EsaError(f"{unknown[0]} is not a parameter of {lm.model_id}; name parameters from lm.params")
@@ -158,10 +207,10 @@ def fault_campaign(
         raise EsaError(f"faults per trial must be at least 1, got {faults_per_trial}")
     if (injections is None) == (margin is None):
         raise EsaError("give exactly one of injections (a number of trials) or margin (Leveugle's sample size)")
-    tensors = dict(lm.model.named_parameters(remove_duplicate=False))
-    dtypes = {tensors[n].dtype for n in names}
-    positions = {dt: bit_positions(bits, dt) for dt in dtypes}
+    positions = {n: space.positions(n, bits) for n in names}
     population = _population(lm, windows, sites, names, seed, batch_size)
+    if codes is not None:
+        population = population.without(codes.kept, f"{len(codes.kept)} kept 16-bit weights")
     n_choices = max(len(p) for p in positions.values())
     rule: dict[str, Any]
     if margin is not None:
@@ -175,7 +224,6 @@ def fault_campaign(
 
     base = evaluate(lm.model, windows, "eval", batch_size)
     rng = np.random.default_rng(seed)
-    unused = torch.Generator().manual_seed(seed)  # bit_flip with a fixed bit draws nothing
     trials: list[Trial] = []
     eval_times: list[float] = []
     start = time.perf_counter()
@@ -184,11 +232,10 @@ def fault_campaign(
             rule["stopped_early"] = f"after {t} of {injections} trials (max_seconds={max_seconds:g})"
             break
         chosen = population.draw(rng, faults_per_trial)
-        faults = [_fault(lm, tensors[s.param], s, positions[tensors[s.param].dtype], rng) for s in chosen]
+        faults = [space.fault(lm, s, _draw(positions[s.param], rng)) for s in chosen]
         with ExitStack() as stack:
             for site, fault in zip(chosen, faults):
-                index = {site.param: torch.tensor([site.flat])}
-                stack.enter_context(apply_perturbation(lm.model, index, "bit_flip", unused, bit=fault.bit))
+                stack.enter_context(space.inject(lm, site, fault))
             tick = time.perf_counter()
             res = evaluate(lm.model, windows, "eval", batch_size, allow_nonfinite=True)
             eval_times.append(time.perf_counter() - tick)
@@ -199,10 +246,9 @@ def fault_campaign(
             print(f"  {t + 1}/{injections} trials, {sum(x.failed for x in trials)} failures", flush=True)
     campaign_s = time.perf_counter() - start
     return FaultResult(
-        population=population.description, population_size=len(population),
-        dtype=", ".join(sorted(str(d).replace("torch.", "") for d in dtypes)), bits=str(bits),
-        bit_positions=sorted({b for p in positions.values() for b in p}), faults_per_trial=faults_per_trial,
-        failure=failure, confidence=confidence, sample_size=rule,
+        population=population.description, population_size=len(population), dtype=space.describe(names),
+        bits=str(bits), bit_positions=sorted({b for p in positions.values() for b in p}),
+        faults_per_trial=faults_per_trial, failure=failure, confidence=confidence, sample_size=rule,
         baseline={"ppl": base.ppl, "accuracy": base.accuracy, "n_windows": base.n_windows, "n_tokens": base.n_tokens},
         trials=trials,
         overall=wilson(sum(t.failed for t in trials), len(trials), confidence),
@@ -253,14 +299,8 @@ def critical_weights(lm: LoadedModel, windows: WindowSet, metric: str, k: int, n
     return top_k(result.scores, k, mode="global")
 
 
-def _fault(lm: LoadedModel, tensor: torch.Tensor, site: Site, positions: list[int], rng: np.random.Generator) -> Fault:
-    bit = positions[int(rng.integers(len(positions)))]
-    stored = tensor.detach().reshape(-1)[site.flat : site.flat + 1]
-    width = bit_width(tensor.dtype)
-    flipped = stored.view(int_view_dtype(tensor.dtype)) ^ bit_value(bit, width)
-    info = lm.params[site.param]
-    return Fault(site.param, info.layer, info.component, unravel(site.flat, info.shape), bit,
-                 bit_class(bit, tensor.dtype), float(stored.float()), float(flipped.view(tensor.dtype).float()))
+def _draw(positions: list[int], rng: np.random.Generator) -> int:
+    return positions[int(rng.integers(len(positions)))]
 
 
 def _group_rates(trials: list[Trial], group: str, confidence: float) -> dict[str, Rate]:

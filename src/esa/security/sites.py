@@ -3,8 +3,9 @@
 A stored IEEE value of width W with M mantissa bits (M = -log2(eps): bf16 7, fp16 10, fp32 23) has
 bit W-1 = sign, bits M..W-2 = exponent, bits 0..M-1 = mantissa (0 = least significant).
 A site population is either every weight of the chosen parameters (drawn uniformly, so a tensor is
-hit in proportion to its size) or an explicit list of weights (e.g. the top-k critical weights).
-Memory: O(number of parameters) for the cumulative sizes, O(k) for an explicit list.
+hit in proportion to its size) or an explicit list of weights (e.g. the top-k critical weights), less
+any excluded weights (a quantized model's kept 16-bit weights, which hold no integer code).
+Memory: O(number of parameters) for the cumulative sizes, O(k) for an explicit list or the exclusions.
 """
 
 from __future__ import annotations
@@ -60,12 +61,15 @@ class SitePopulation:
     """Weights a fault may hit; `draw` picks distinct sites uniformly at random."""
 
     def __init__(self, description: str, names: Sequence[str], sizes: Sequence[int],
-                 explicit: Sequence[Site] | None = None) -> None:
+                 explicit: Sequence[Site] | None = None, excluded: frozenset[Site] = frozenset()) -> None:
         self.description = description
         self.names = tuple(names)
         self._sizes = [int(s) for s in sizes]
         self._starts = np.cumsum([0, *self._sizes]).tolist()
-        self._explicit = None if explicit is None else list(explicit)
+        self._explicit = None if explicit is None else [s for s in explicit if s not in excluded]
+        size = dict(zip(self.names, self._sizes))
+        self._excluded = frozenset() if explicit is not None else frozenset(
+            s for s in excluded if 0 <= s.flat < size.get(s.param, 0))
         if len(self) == 0:
             raise EsaError(f"the site population '{description}' is empty; include some parameters or use a larger k")
 
@@ -79,8 +83,15 @@ class SitePopulation:
                  for p, f in zip(selection.param_ids.tolist(), selection.flat_index.tolist())]
         return cls(description, [s.param for s in sites], [1] * len(sites), sites)
 
+    def without(self, excluded: frozenset[Site], what: str) -> SitePopulation:
+        """The same population less the `excluded` sites (`what` names them in the description)."""
+        if not excluded:
+            return self
+        return SitePopulation(f"{self.description} minus {what}", self.names, self._sizes, self._explicit,
+                              self._excluded | excluded)
+
     def __len__(self) -> int:
-        return len(self._explicit) if self._explicit is not None else self._starts[-1]
+        return len(self._explicit) if self._explicit is not None else self._starts[-1] - len(self._excluded)
 
     def site(self, i: int) -> Site:
         if self._explicit is not None:
@@ -92,9 +103,10 @@ class SitePopulation:
         """`n` distinct sites (EsaError if the population has fewer)."""
         if n > len(self):
             raise EsaError(f"{n} faults per trial exceed the {len(self)} sites of '{self.description}'")
+        total = len(self._explicit) if self._explicit is not None else self._starts[-1]
         chosen: list[int] = []
-        while len(chosen) < n:
-            i = int(rng.integers(len(self)))
-            if i not in chosen:
+        while len(chosen) < n:  # rejection: exclusions are few (kept weights), so this rarely redraws
+            i = int(rng.integers(total))
+            if i not in chosen and (not self._excluded or self.site(i) not in self._excluded):
                 chosen.append(i)
         return [self.site(i) for i in chosen]
