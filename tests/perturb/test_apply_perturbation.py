@@ -292,3 +292,30 @@ def test_parameters_on_different_devices_get_the_same_draws_as_on_cpu(bits):
             results.append({n: t.detach().cpu().clone() for n, t in tensors.items()})
     assert all(torch.equal(results[0][n], results[1][n]) for n in sel)
     assert all(torch.equal(bits(mixed[n]).cpu(), bits(before[n])) for n in sel)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_a_dense_selection_saves_one_copy_and_still_catches_a_stray_bit(dtype):
+    """Half of a tensor (pruning's case): index + bits would cost more than the tensor, so the whole
+    tensor is copied once; restore is still bit-exact and a bit changed outside the selection still raises."""
+    w = torch.randn(16, 16).to(dtype)
+    before = w.clone()
+    half = {"w": torch.arange(0, 256, 2)}
+    with apply_perturbation({"w": w}, half, "zero", torch.Generator()) as info:
+        assert info.saved_bytes == w.numel() * w.element_size()
+        assert bool((w.view(-1)[::2] == 0).all()) and torch.equal(w.view(-1)[1::2], before.view(-1)[1::2])
+    assert torch.equal(w.view(int_view_dtype(dtype)), before.view(int_view_dtype(dtype)))
+    with pytest.raises(RuntimeError, match="w"):
+        with apply_perturbation({"w": w}, half, "zero", torch.Generator()):
+            w.view(-1).view(int_view_dtype(dtype))[201] ^= 1
+
+
+def test_a_non_contiguous_tensor_is_perturbed_and_restored_at_the_right_positions(bits):
+    base = torch.randn(8, 6)
+    w = base.t()  # a transposed view: flat indices follow w's own [row, col] order, not memory order
+    before = bits(w.contiguous())
+    for sel in (torch.tensor([1, 7]), torch.arange(0, 48)):  # sparse (checksum) and dense (copy) paths
+        with apply_perturbation({"w": w}, {"w": sel}, "zero", torch.Generator()):
+            assert bool((w.reshape(-1)[sel] == 0).all())
+            assert int((w != 0).sum()) == 48 - sel.numel()
+        assert torch.equal(bits(w.contiguous()), before)

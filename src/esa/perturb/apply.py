@@ -4,12 +4,15 @@
         evaluate(model)          # sees the perturbed weights; must not modify the touched tensors
 
 Before anything is written, every new value is computed and validated (a bad option leaves the model
-untouched), the original stored bits at the selected indices are saved (O(k) memory held, never a
-copy of the model) and each touched tensor gets a checksum (esa.perturb.checksum). New and
-original values are written through integer views of the stored bits, so NaN payloads, infinities
-and -0.0 go in and come back exactly. On exit, even by an exception, the original bits are written
-back and every checksum recomputed: a mismatch raises RuntimeError, since the model in memory is no
-longer the model that was loaded (a bug, or a with-block that wrote to the weights).
+untouched) and what undoes it is saved: for a sparse selection the original stored bits at the
+selected indices (index + bits, O(k) memory, never a copy of the model) and a checksum of the tensor
+(esa.perturb.checksum); for a dense one (saving index + bits would cost more than the tensor itself,
+e.g. pruning half of it) a copy of the whole tensor, which is both smaller and exact to compare. New
+and original values are written through integer views of the stored bits, so NaN payloads,
+infinities and -0.0 go in and come back exactly. On exit, even by an exception, the original bits are
+written back and each tensor is proven equal to what it was (checksum recomputed, or bitwise equality
+with the copy): a mismatch raises RuntimeError, since the model in memory is no longer the model that
+was loaded (a bug, or a with-block that wrote to the weights).
 
 Random draws come from `generator`, one parameter after another in the selection's order; see
 esa.perturb.seeding for one generator per (seed, condition, trial).
@@ -74,7 +77,21 @@ class _Saved:
     tensor: torch.Tensor
     index: torch.Tensor  # unique flat indices, on the tensor's device
     original: torch.Tensor  # the stored bits there, integer dtype
-    checksum: Checksum
+    checksum: Checksum | None  # None when `copy` holds the whole tensor instead
+    copy: torch.Tensor | None = None  # every stored bit of the tensor (dense selections), integer dtype
+
+    def put_back(self) -> None:
+        if self.copy is None:
+            _write_bits(self.tensor, self.index, self.original)
+        else:
+            with torch.no_grad():
+                _bits(self.tensor).copy_(self.copy.view(self.tensor.shape))
+
+    def intact(self) -> bool:
+        """The tensor holds exactly its stored bits from before the write."""
+        if self.copy is None:
+            return tensor_checksum(self.tensor) == self.checksum
+        return torch.equal(_bits(self.tensor).reshape(-1), self.copy)
 
 
 @contextmanager
@@ -109,7 +126,7 @@ def apply_perturbation(
         definition=pert.definition(options),
         options=options,
         params=changes,
-        saved_bytes=sum(s.index.nbytes + s.original.nbytes for s in saved),
+        saved_bytes=sum(s.copy.nbytes if s.copy is not None else s.index.nbytes + s.original.nbytes for s in saved),
     )
     written: list[_Saved] = []
     try:
@@ -142,7 +159,28 @@ def _prepare(
         n_inf=int(values.isinf().sum()),
         details=details,
     )
+    if (index.element_size() + original.element_size()) * index.numel() >= tensor.numel() * original.element_size():
+        return _Saved(name, tensor, index, original, None, _bits(tensor).reshape(-1).clone()), bits, change
     return _Saved(name, tensor, index, original, tensor_checksum(tensor)), bits, change
+
+
+def _stray_writes(saved: list[_Saved]) -> set[str]:
+    """Names of copied tensors written outside every selection into them (tied names share one tensor):
+    looked for before the restore, since putting the copy back would silently undo such a write."""
+    by_tensor: dict[int, list[_Saved]] = {}
+    for entry in saved:
+        by_tensor.setdefault(entry.tensor.data_ptr(), []).append(entry)
+    stray: set[str] = set()
+    for entries in by_tensor.values():
+        copy = next((e.copy for e in entries if e.copy is not None), None)
+        if copy is None:
+            continue
+        moved = _bits(entries[0].tensor).reshape(-1) != copy
+        for entry in entries:
+            moved[entry.index] = False
+        if bool(moved.any()):
+            stray.update(e.name for e in entries)
+    return stray
 
 
 def _named_tensors(source: torch.nn.Module | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
@@ -162,20 +200,34 @@ def _tensor(tensors: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
     return tensor
 
 
+def _bits(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor's stored bits as an integer view (same memory)."""
+    return tensor.detach().view(int_view_dtype(tensor.dtype))
+
+
+def _where(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Flat indices as an indexer: the flat index itself into a contiguous tensor's flat view (one
+    gather), else unravelled to one index per dimension."""
+    return index if tensor.is_contiguous() else torch.unravel_index(index, tensor.shape)
+
+
 def _read_bits(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return tensor.detach().view(int_view_dtype(tensor.dtype))[torch.unravel_index(index, tensor.shape)]
+    bits = _bits(tensor)
+    return (bits.view(-1) if tensor.is_contiguous() else bits)[_where(tensor, index)]
 
 
 def _write_bits(tensor: torch.Tensor, index: torch.Tensor, bits: torch.Tensor) -> None:
     with torch.no_grad():
-        tensor.detach().view(bits.dtype)[torch.unravel_index(index, tensor.shape)] = bits
+        view = tensor.detach().view(bits.dtype)
+        (view.view(-1) if tensor.is_contiguous() else view)[_where(tensor, index)] = bits
 
 
 def _restore(saved: list[_Saved], label: str) -> None:
-    """Write the original bits back (last written first) and prove it with the checksums."""
+    """Write the original bits back (last written first) and prove each tensor is as it was."""
+    stray = _stray_writes(saved)
     for entry in reversed(saved):
-        _write_bits(entry.tensor, entry.index, entry.original)
-    broken = [entry.name for entry in saved if tensor_checksum(entry.tensor) != entry.checksum]
+        entry.put_back()
+    broken = [entry.name for entry in saved if entry.name in stray or not entry.intact()]
     if broken:
         raise RuntimeError(
             f"restoring after {label!r} left {len(broken)} tensor(s) different from before: {', '.join(broken)}. "

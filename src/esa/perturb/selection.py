@@ -29,7 +29,9 @@ def unique_flat_index(name: str, index: Any, numel: int) -> torch.Tensor:
     index = torch.as_tensor(index)
     if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
         raise EsaError(f"indices for {name} must be integers, got {index.dtype}")
-    index = torch.unique(index.reshape(-1).long())  # sorted
+    index = index.reshape(-1).long()
+    if index.numel() > 1 and not bool((index[1:] > index[:-1]).all()):  # already sorted and unique: no sort
+        index = torch.unique(index)  # sorted
     if index.numel() and (int(index[0]) < 0 or int(index[-1]) >= numel):
         bad = int(index[0]) if int(index[0]) < 0 else int(index[-1])
         raise EsaError(f"flat index {bad} is outside {name}, which has {numel} weights")

@@ -97,15 +97,20 @@ def prune_masks(
     protected = protected or {}
     guarded = {n: _guard(s, protected.get(n)) for n, s in scores.items()}
     if pattern.structured:
-        return {n: _n_of_m(n, s, pattern) for n, s in guarded.items()}
-    if group == "row":
-        return {n: _lowest(n, s, n_pruned(s.shape[1], sparsity)) for n, s in guarded.items()}
-    if group == "tensor":
-        return {n: _lowest(n, s.reshape(1, -1), n_pruned(s.numel(), sparsity)).view(s.shape) for n, s in guarded.items()}
-    flat = torch.cat([s.reshape(1, -1) for s in guarded.values()], dim=1)
-    mask = _lowest("all targets together", flat, n_pruned(flat.shape[1], sparsity))[0]
-    sizes = [s.numel() for s in guarded.values()]
-    return {n: m.view(s.shape) for (n, s), m in zip(guarded.items(), mask.split(sizes))}
+        masks = {n: _n_of_m(n, s, pattern) for n, s in guarded.items()}
+    elif group == "row":
+        masks = {n: _lowest(s, n_pruned(s.shape[1], sparsity)) for n, s in guarded.items()}
+    elif group == "tensor":
+        masks = {n: _lowest(s.reshape(1, -1), n_pruned(s.numel(), sparsity)).view(s.shape) for n, s in guarded.items()}
+    else:
+        flat = torch.cat([s.reshape(1, -1) for s in guarded.values()], dim=1)
+        mask = _lowest(flat, n_pruned(flat.shape[1], sparsity))[0]
+        sizes = [s.numel() for s in guarded.values()]
+        masks = {n: m.view(s.shape) for (n, s), m in zip(guarded.items(), mask.split(sizes))}
+    for name in protected:  # only a protected weight carries an infinite score: nothing to check elsewhere
+        if name in masks:
+            _check_room(name, guarded[name], masks[name])
+    return masks
 
 
 def _guard(score: torch.Tensor, protect: torch.Tensor | None) -> torch.Tensor:
@@ -113,14 +118,12 @@ def _guard(score: torch.Tensor, protect: torch.Tensor | None) -> torch.Tensor:
     return score if protect is None else score.masked_fill(protect, math.inf)
 
 
-def _lowest(name: str, score: torch.Tensor, k: int) -> torch.Tensor:
+def _lowest(score: torch.Tensor, k: int) -> torch.Tensor:
     """Per row of `score`, the k lowest (stable ascending sort) as a bool mask."""
     if k == 0:
         return torch.zeros_like(score, dtype=torch.bool)
     order = torch.sort(score, dim=-1, stable=True).indices[:, :k]
-    mask = torch.zeros_like(score, dtype=torch.bool).scatter_(1, order, True)
-    _check_room(name, score, mask)
-    return mask
+    return torch.zeros_like(score, dtype=torch.bool).scatter_(1, order, True)
 
 
 def _n_of_m(name: str, score: torch.Tensor, pattern: Pattern) -> torch.Tensor:
@@ -128,9 +131,7 @@ def _n_of_m(name: str, score: torch.Tensor, pattern: Pattern) -> torch.Tensor:
     check_shape(name, n_in, pattern)
     groups = score.reshape(out, n_in // pattern.m, pattern.m)
     order = torch.sort(groups, dim=-1, stable=True).indices[..., : pattern.n]
-    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(2, order, True).view(out, n_in)
-    _check_room(name, score, mask)
-    return mask
+    return torch.zeros_like(groups, dtype=torch.bool).scatter_(2, order, True).view(out, n_in)
 
 
 def _check_room(name: str, score: torch.Tensor, mask: torch.Tensor) -> None:
