@@ -44,3 +44,14 @@ def test_bad_input_is_one_line_and_leaves_no_output(esa, tmp_path):
     study = tmp_path / "made"
     assert esa("study", "scaling", *sized_runs(tmp_path / "x"), "-q", "-o", study).code == 0
     assert "output of an esa study" in esa("study", "families", study, "-q", "-o", tmp_path / "again").err
+
+
+def test_mixed_metrics_are_fitted_per_metric_and_said_so(esa, tmp_path):
+    runs = sized_runs(tmp_path / "a") + [write_run(tmp_path / f"m{i}", model_id=f"mag{i}", n_params=10 ** (4 + i),
+                                                   metric="magnitude", global_stats={"max_over_median": 3.0 + i})
+                                         for i in range(3)]
+    result = esa("study", "scaling", *runs, "--quantity", "max_over_median", "-q", "-o", tmp_path / "study")
+    assert result.code == 0, result.err
+    lines = [line for line in result.out.splitlines() if "max_over_median" in line]
+    assert [line.split()[1] for line in lines] == ["grad_x_weight", "magnitude"]
+    assert "n=5" in lines[0] and "n=3" in lines[1]

@@ -65,3 +65,12 @@ def test_moe_run_reports_router_and_per_expert_shares(tiny_mixtral_run, tmp_path
     assert 0 < moe.quantities["mass_share_router"]["mean"] < 1
     dense = next(g for g in result.groups if g.keys["kind"] == "dense/base")
     assert dense.experts is None and "mass_share_router" not in dense.quantities
+
+
+def test_runs_of_different_metrics_are_split_not_pooled(tmp_path):
+    runs = [write_run(tmp_path / f"{m}{i}", model_id=f"{m}{i}", n_params=10 + i, metric=m)
+            for m in ("grad_x_weight", "magnitude") for i in range(2)]
+    result = families(runs)
+    assert result.group_by == ["family", "kind", "metric"]
+    assert [(g.keys["metric"], g.n_runs) for g in result.groups] == [("grad_x_weight", 2), ("magnitude", 2)]
+    assert families(runs[:2]).group_by == ["family", "kind"]

@@ -59,8 +59,24 @@ def test_a_directory_that_is_not_a_run_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_real_tiny_run_reads_its_model_config(tiny_mixtral_run):
+def test_real_tiny_run_manifest_carries_the_model_facts(tiny_mixtral_run):
+    summary = json.loads((tiny_mixtral_run / "experiment_manifest.json").read_text())["model"]
+    assert {k: summary[k] for k in ("hidden_size", "vocab_size", "n_experts", "experts_per_token",
+                                    "instruction_tuned")} == {"hidden_size": 32, "vocab_size": 259, "n_experts": 4,
+                                                              "experts_per_token": 2, "instruction_tuned": False}
+    assert max(summary["n_nonembedding"], summary["n_active"]) < summary["n_params"]
     t = run_table([tiny_mixtral_run]).iloc[0]
     assert (t["width"], t["vocab_size"], t["kind"], t["n_experts"], t["experts_per_token"]) == (32, 259, "moe/base", 4, 2)
-    assert t["n_active"] < t["n_params"]
+    assert (t["n_active"], t["n_nonembedding"]) == (summary["n_active"], summary["n_nonembedding"])
+    assert t["instruction_tuned_source"] == summary["instruction_tuned_source"]
     assert t["metric"] == "magnitude" and t["max_over_median"] > 1
+
+
+def test_recorded_facts_win_over_the_model_config_and_the_name(tmp_path):
+    facts = {"n_nonembedding": 7, "n_active": 9, "hidden_size": 999, "vocab_size": 5, "n_experts": None,
+             "experts_per_token": None, "instruction_tuned": True, "instruction_tuned_source": "chat template"}
+    # "tiny-llama" as a tiny alias would give width 32 and base from its config and name
+    run = write_run(tmp_path / "r", model_id="tiny-llama", n_params=100, extra_summary={"source": "tiny", **facts})
+    t = run_table([run]).iloc[0]
+    assert (t["width"], t["vocab_size"], t["n_nonembedding"], t["n_active"]) == (999, 5, 7, 9)
+    assert t["kind"] == "dense/instruct" and t["instruction_tuned_source"] == "chat template"

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from esa.errors import EsaError
 from esa.models.aliases import BUNDLED_ALIASES, BUNDLED_GGUF
+from esa.models.facts import architecture_facts
 from esa.models.gguf import GgufSource, load_gguf
 from esa.models.files import check_model_dir
 from esa.models.hf import HfOptions, go_offline_unless_reachable, hf_errors, progress_bars
@@ -144,6 +145,7 @@ def _describe(
 ) -> LoadedModel:
     config = model.config.get_text_config()
     _, blocks = find_decoder_blocks(model)
+    params = describe_parameters(model)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -152,11 +154,12 @@ def _describe(
         family=model.config.model_type,
         n_params=sum(p.numel() for p in model.parameters()),  # parameters() yields a tied tensor once
         n_layers=config_num_layers(model) or (len(blocks) if blocks is not None else 0),
-        params=describe_parameters(model),
+        params=params,
         dtype=dtype,
         device=input_device(model),
         max_seq_len=_max_seq_len(config),
-        extra={"tied_embeddings": is_tied(model), **extra},
+        extra={"tied_embeddings": is_tied(model), **architecture_facts(model, tokenizer, spec, params, extra),
+               **extra},
     )
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from esa.models.facts import size_facts
+
 COMPONENTS = ("embedding", "attention", "mlp", "norm", "lm_head", "router", "expert", "other")
 
 
@@ -75,5 +77,6 @@ class LoadedModel:
             "device": str(self.device),
             "max_seq_len": self.max_seq_len,
             "params_by_component": counts,
+            **size_facts(self.n_params, counts, self.extra),
             **self.extra,
         }

@@ -11,7 +11,8 @@ Per run (from sensitivity_stats.json, top_weights.csv and superweights.json, nev
 - MoE: router and expert mass shares, and the per-expert share of the selected (top-k) expert weights;
 - super weights: relative depth and component of each confirmed one.
 
-Groups default to (family, kind) with kind = dense|moe / base|instruct (see esa.studies.table).
+Groups default to (family, kind) with kind = dense|moe / base|instruct (see esa.studies.table); runs
+of different metrics are split (metric joins the group keys), as scaling fits are split per metric.
 Between two groups each with >= 2 runs, a scalar quantity gets a two-sided permutation test of the
 difference of group means (scipy.stats.permutation_test, exact when the relabelings number <= 9999,
 else 9999 draws from a fixed seed); the runs behind each group are stated. With one run in a group
@@ -86,6 +87,8 @@ def families(runs: Iterable[Path | str], *, group_by: list[str] | None = None) -
                        f"family, kind, moe, instruction_tuned, model, metric, source")
     if table["metric"].isna().all():
         raise EsaError("none of the runs scored weights (no sensitivity_stats.json); give esa run directories")
+    if table["metric"].dropna().nunique() > 1 and "metric" not in keys:
+        keys.append("metric")  # mass shares of different metrics are not comparable: split, never pool
     extra = pd.DataFrame([_run_layout(p, n) for p, n in zip(paths, table["n_layers"])])
     table = pd.concat([table, extra], axis=1)
     groups = []

@@ -4,18 +4,19 @@ Read-only and recompute-nothing: each number is copied from a saved file (sensit
 perturbation_results.json, superweights.json, baseline.json, prune/quant results when present) or
 derived from saved numbers by a rule written next to it. A field a run does not hold is NaN.
 
-Model facts come from the manifest's model summary, then from the model's own config, resolved as:
-a fact the summary records (forward compatible: `hidden_size`, `vocab_size`, `n_experts`,
-`experts_per_token`, `instruction_tuned`) wins; else a tiny alias's config (built in code), a local
-model directory's config.json, or a bundled GGUF's dequantized cache's config.json; else NaN.
+Model facts come from the manifest's model summary (`esa.models.facts` writes `n_nonembedding`,
+`n_active`, `hidden_size`, `vocab_size`, `n_experts`, `experts_per_token`, `instruction_tuned` and
+`instruction_tuned_source` at load time). For runs written before the summary held them, the same rules
+are applied here to the model's own config: a tiny alias's config (built in code), a local model
+directory's config.json, or a bundled GGUF's dequantized cache's config.json; else NaN.
 
-Derived facts (the rule is also written into each row's `*_rule` field):
+Derived facts (the same rules as esa.models.facts; see RULES):
 - non-embedding parameters = n_params - embedding - lm_head parameters (Kaplan et al. 2020's N);
 - MoE when the summary counts router or expert parameters; active parameters = non-expert parameters
   + expert parameters * experts_per_token / n_experts (total parameters for a dense model);
-- instruction-tuned when the model id, the GGUF file name or the model path contains "instruct",
-  "chat", "-it" or "sft" (case-insensitive); base otherwise (tiny random models are base). A chat
-  template is no evidence: base checkpoints (Gemma 3 pt, for one) ship one too.
+- instruction-tuned when the model id, the GGUF file name or the model path matches INSTRUCT_PATTERN
+  ("instruct", "chat", "it" as a name part, "sft"; case-insensitive); base otherwise (tiny random models
+  are base). A chat template is no evidence: base checkpoints (Gemma 3 pt, for one) ship one too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import pandas as pd
 from esa.artifacts import is_run_dir, read_json
 from esa.artifacts import schema as S
 from esa.errors import EsaError
+from esa.models.facts import INSTRUCT_PATTERN, N_EXPERTS_KEYS, PER_TOKEN_KEYS
 
 NAN = float("nan")
 # Scores above this multiple of the median count as "above threshold" (frac_above_threshold).
@@ -39,7 +41,9 @@ TOP_SHARE_KEY = "0.1%"
 FEED_FORWARD = ("mlp", "expert", "router")
 # The per-run sensitivity quantities, named as in sensitivity_stats.json "global".
 SENSITIVITY_QUANTITIES = ("max_over_median", "max_over_mean", "gini", "top_share_0.1%", "frac_above_threshold")
-INSTRUCT_PATTERN = re.compile(r"instruct|chat|(^|[-_.])it($|[-_.])|sft", re.IGNORECASE)
+# What esa.models.facts records in the model summary; a run holding all of them needs no config lookup.
+_SUMMARY_FACTS = ("n_nonembedding", "n_active", "hidden_size", "vocab_size", "n_experts", "experts_per_token",
+                  "instruction_tuned")
 RULES = {
     "n_nonembedding": "n_params - embedding - lm_head parameters (model summary params_by_component)",
     "n_active": "non-expert parameters + expert parameters * experts_per_token / n_experts; n_params when dense",
@@ -86,28 +90,31 @@ def read_run(path: Path) -> dict[str, Any]:
 def model_facts(summary: dict[str, Any], run_config: dict[str, Any]) -> dict[str, Any]:
     """Model id, family, sizes, width and kind from the model summary and the model's config."""
     model_ref = str((run_config.get("model") or {}).get("model") or summary.get("model_id") or "")
-    cfg = _model_config(summary, model_ref)
+    recorded = all(key in summary for key in _SUMMARY_FACTS)
+    cfg = {} if recorded else _model_config(summary, model_ref)  # older runs: read the model's config
     text_cfg = cfg.get("text_config") or cfg
     by_comp = summary.get("params_by_component") or {}
     n_params = _num(summary.get("n_params"))
     embed = float(by_comp.get("embedding", 0)) + float(by_comp.get("lm_head", 0))
     expert = float(by_comp.get("expert", 0))
     moe = bool(by_comp.get("expert", 0) or by_comp.get("router", 0))
-    n_experts = _num(summary.get("n_experts", _first(text_cfg, "num_local_experts", "num_experts", "n_routed_experts")))
-    per_token = _num(summary.get("experts_per_token", _first(text_cfg, "num_experts_per_tok", "top_k", "moe_top_k")))
+    n_experts = _num(summary.get("n_experts", _first(text_cfg, *N_EXPERTS_KEYS)))
+    per_token = _num(summary.get("experts_per_token", _first(text_cfg, *PER_TOKEN_KEYS)))
     active = n_params if not moe else (n_params - expert + expert * per_token / n_experts)
     names = " ".join(str(x) for x in (summary.get("model_id"), summary.get("gguf_file"), model_ref) if x)
     if "instruction_tuned" in summary:
         instruct = bool(summary["instruction_tuned"])
+        instruct_source = summary.get("instruction_tuned_source") or "model summary"
     else:
         instruct = bool(INSTRUCT_PATTERN.search(names))
+        instruct_source = f"names {names!r} (run written before the summary recorded it)"
     return {
         "model": summary.get("model_id") or model_ref or None,
         "family": summary.get("family") or cfg.get("model_type") or None,
         "source": summary.get("source"),
         "n_params": n_params,
-        "n_nonembedding": n_params - embed if by_comp else NAN,
-        "n_active": active,
+        "n_nonembedding": _num(summary.get("n_nonembedding", n_params - embed if by_comp else None)),
+        "n_active": _num(summary.get("n_active", active)),
         "n_layers": _num(summary.get("n_layers")),
         "width": _num(summary.get("hidden_size", text_cfg.get("hidden_size", text_cfg.get("d_model")))),
         "vocab_size": _num(summary.get("vocab_size", text_cfg.get("vocab_size"))),
@@ -115,6 +122,7 @@ def model_facts(summary: dict[str, Any], run_config: dict[str, Any]) -> dict[str
         "n_experts": n_experts if moe else NAN,
         "experts_per_token": per_token if moe else NAN,
         "instruction_tuned": instruct,
+        "instruction_tuned_source": instruct_source,
         "kind": ("moe" if moe else "dense") + ("/instruct" if instruct else "/base"),
         "params_by_component": json.dumps(by_comp, sort_keys=True),
     }
