@@ -3,6 +3,7 @@ the bit-flip attack with and without protecting the top critical weights, and fi
 
     python benchmarks/bench_security.py --part faults --sites random   --out /tmp/bench15
     python benchmarks/bench_security.py --part faults --sites critical --out /tmp/bench15
+    python benchmarks/bench_security.py --part faults --sites random --codes 4 --out /tmp/bench15   # 4-bit RTN g64 codes
     python benchmarks/bench_security.py --part attack --out /tmp/bench15
     python benchmarks/bench_security.py --part verify --out /tmp/bench15
     python benchmarks/bench_security.py --part summary --out /tmp/bench15
@@ -10,6 +11,9 @@ the bit-flip attack with and without protecting the top critical weights, and fi
 Parts run as separate processes (one thread each) so they can run side by side; each writes
 <out>/<part>.json, and `summary` prints the ratios from those files. Evaluation uses FEW windows
 (--eval-windows of --seq-len tokens) so that a campaign of 1,000 trials fits in minutes on a CPU.
+With `--codes B` the model is first quantized in memory (RTN, B bits, --group-size, asymmetric) and the
+faults flip bits of the integer codes of the 210 decoder linear layers (critical sites: the top-k
+grad_x_weight weights among them, scored on the quantized model); the model is restored after.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from pathlib import Path
 import torch
 
 import esa
-from esa.security import critical_weights, defended_attack, diff_models, fault_campaign, fingerprint, verify
+from esa.perturb import tensor_checksum
+from esa.security import (
+    critical_weights, defended_attack, diff_models, fault_campaign, fingerprint, quantized_codes, verify,
+)
 
 
 def _setup(args: argparse.Namespace):
@@ -38,10 +45,16 @@ def _setup(args: argparse.Namespace):
 def faults(args: argparse.Namespace) -> dict:
     lm, windows = _setup(args)
     sites = "random" if args.sites == "random" else ("topk", "grad_x_weight", args.topk)
-    res = fault_campaign(lm, windows, injections=args.injections, sites=sites, bits="all", failure=args.failure,
-                         seed=args.seed, batch_size=4, progress=True,
-                         max_seconds=args.max_seconds)
-    return res.to_dict()
+    kwargs = dict(injections=args.injections, sites=sites, bits="all", failure=args.failure, seed=args.seed,
+                  batch_size=4, progress=True, max_seconds=args.max_seconds)
+    if not args.codes:
+        return fault_campaign(lm, windows, **kwargs).to_dict()
+    before = {n: tensor_checksum(p) for n, p in lm.model.named_parameters()}
+    with quantized_codes(lm, windows, bits=args.codes, group_size=args.group_size, seed=args.seed,
+                         batch_size=4) as (quant, codes):
+        res = fault_campaign(lm, windows, codes=codes, **kwargs)
+    restored = all(tensor_checksum(p) == before[n] for n, p in lm.model.named_parameters())
+    return {**res.to_dict(), "quantization": quant.row(), "restored_bit_exact": restored}
 
 
 def attack(args: argparse.Namespace) -> dict:
@@ -87,16 +100,19 @@ def verify_cost(args: argparse.Namespace) -> dict:
 def summary(args: argparse.Namespace) -> None:
     out = Path(args.out)
     res = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
-    for label in ("faults_random", "faults_critical"):
-        if label in res:
-            r = res[label]
-            t = r["timing"]
-            print(f"{label}: {r['overall']['n']} trials, P(fail) {r['overall']['p']:.4f} "
-                  f"[{r['overall']['lo']:.4f}, {r['overall']['hi']:.4f}], silent {r['silent']['failures']}, "
-                  f"crashing {r['crashing']['failures']}; {t['trials_per_s']:.2f} trials/s, eval pass {t['eval_pass_s']:.3f} s, "
-                  f"campaign/eval-time ratio {t['overhead_vs_eval']:.3f}")
-            for k, rate in r["groups"]["bit_class"].items():
-                print(f"   {k:9s} n={rate['n']:4d} p={rate['p']:.4f} [{rate['lo']:.4f}, {rate['hi']:.4f}]")
+    for label in sorted(k for k in res if k.startswith("faults_")):
+        r = res[label]
+        t = r["timing"]
+        print(f"{label}: {r['overall']['n']} trials, P(fail) {r['overall']['p']:.4f} "
+              f"[{r['overall']['lo']:.4f}, {r['overall']['hi']:.4f}], silent {r['silent']['failures']}, "
+              f"crashing {r['crashing']['failures']}; {t['trials_per_s']:.2f} trials/s, eval pass {t['eval_pass_s']:.3f} s, "
+              f"campaign/eval-time ratio {t['overhead_vs_eval']:.3f}")
+        if "quantization" in r:
+            q = r["quantization"]
+            print(f"   {q['label']}: quantized PPL {r['baseline']['ppl']:.2f} on the campaign window, "
+                  f"restored bit-exactly: {r['restored_bit_exact']}")
+        for k, rate in r["groups"]["bit" if "quantization" in r else "bit_class"].items():
+            print(f"   {k:9s} n={rate['n']:4d} p={rate['p']:.4f} [{rate['lo']:.4f}, {rate['hi']:.4f}]")
     for label in ("attack", "verify"):
         if label in res:
             print(label, json.dumps({k: v for k, v in res[label].items() if not isinstance(v, dict)}))
@@ -113,6 +129,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=("faults", "attack", "verify", "summary"), required=True)
     ap.add_argument("--sites", choices=("random", "critical"), default="random")
+    ap.add_argument("--codes", type=int, default=0, metavar="BITS", help="flip bits of BITS-bit RTN codes instead")
+    ap.add_argument("--group-size", type=int, default=64, help="group size of the --codes quantization")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--injections", type=int, default=1000)
     ap.add_argument("--topk", type=int, default=1000)
@@ -133,7 +151,7 @@ def main() -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     fn = {"faults": faults, "attack": attack, "verify": verify_cost}[args.part]
     result = {"args": vars(args), **fn(args)}
-    name = f"faults_{args.sites}" if args.part == "faults" else args.part
+    name = f"faults_{args.sites}{f'_codes{args.codes}' if args.codes else ''}" if args.part == "faults" else args.part
     (Path(args.out) / f"{name}.json").write_text(json.dumps(result, indent=1, default=lambda x: None if isinstance(x, float) and math.isnan(x) else str(x)))
 
 

@@ -138,14 +138,20 @@ class FaultResult:
 
     def table(self) -> pd.DataFrame:
         """One row per fault (a trial of F faults gives F rows sharing its outcome)."""
-        rows = [{"trial": t.trial, **{k: v for k, v in asdict(f).items() if k != "index" and (k not in _CODE or v is not None)},
+        rows = [{"trial": t.trial,
+                 **{k: v for k, v in asdict(f).items() if k != "index" and (k not in _CODE or v is not None)},
                  "index": format_index(f.index), "ppl": t.ppl, "accuracy": t.accuracy, "failed": t.failed,
                  "crashed": t.crashed} for t in self.trials for f in t.faults]
         return pd.DataFrame(rows)
 
 
 class BitSpace(Protocol):
-    """Where a campaign's faults flip bits: the stored floats (StoredBits) or integer codes (CodeSpace)."""
+    """Where a campaign's faults flip bits: the stored floats (StoredBits) or integer codes (CodeSpace).
+
+    `describe`: the result's `dtype` text; `positions`: the bits a fault may hit in a tensor (EsaError
+    for bad `bits`, before any work); `fault`: what flipping `bit` at `site` does, computed, not
+    written; `inject`: a context manager that writes it and restores the stored bits, proven by checksum.
+    """
 
     def describe(self, names: list[str]) -> str: ...
     def positions(self, name: str, bits: str | int) -> list[int]: ...
