@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import json
 
 import pandas as pd
@@ -48,6 +49,9 @@ def test_finetune_files_and_sparse_delta(esa, tmp_path):
     (("--mode", "lora", "--protect", "ewc"), "LoRA never moves"),
     (("--mode", "warp"), "unknown fine-tuning mode"),
     (("--train", "missing.txt"), "does not exist"),
+    (("--domains", "poetry"), "unknown built-in domains"),
+    (("--domains", "code-vs-docs", "--train", __file__), "with --train give --retain"),
+    (("--mode", "sparse", "--protect-superweights"), "give only those modes"),
 ])
 def test_bad_input_is_one_line_and_no_output(esa, tmp_path, args, match):
     out = tmp_path / "out"
@@ -65,3 +69,25 @@ def test_empty_and_too_short_training_files(esa, tmp_path):
         result = esa("finetune", *TINY, "--train", str(path), "--out-dir", str(out))
         assert result.code == 2 and match in result.err
         assert not out.exists()
+
+
+def test_code_vs_docs_domains_and_protected_superweights(esa, tmp_path, monkeypatch):
+    pinned = [("model.layers.0.mlp.down_proj.weight", 5)]
+    monkeypatch.setattr(importlib.import_module("esa.finetune"), "superweight_candidates", lambda lm: pinned)
+    out = tmp_path / "out"
+    result = esa("finetune", *TINY, "--domains", "code-vs-docs", "--mode", "full,frozen-critical", "--budget-k", "10",
+                 "--protect-superweights", "--out-dir", str(out))
+    assert result.code == 0, result.err
+    saved = json.loads((out / schema.FINETUNE).read_text())
+    full, frozen = saved["runs"]
+    assert full["n_frozen"] == 1 and 10 <= frozen["n_frozen"] <= 11
+    assert full["protocol"]["protected_superweights"] == ["model.layers.0.mlp.down_proj.weight[0,5]"]
+    manifest = json.loads((out / schema.MANIFEST).read_text())
+    assert "builtin-code" in json.dumps(manifest)
+
+
+def test_no_superweight_candidate_is_one_line_and_no_output(esa, tmp_path, monkeypatch):
+    monkeypatch.setattr(importlib.import_module("esa.finetune"), "superweight_candidates", lambda lm: [])
+    out = tmp_path / "out"
+    result = esa("finetune", *TINY, "--mode", "full", "--protect-superweights", "--out-dir", str(out))
+    assert result.code == 2 and "no super-weight candidate" in result.err and not out.exists()

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
+import io
+import tokenize
+
 import pytest
 from pydoc_data.topics import topics
 
 from esa.data import load_corpus
 from esa.errors import EsaError
-from esa.finetune import text_windows, topic_domains
+from esa.finetune import CODE_MODULES, builtin_domains, code_vs_docs, text_windows, topic_domains
 
 
 def test_topic_domains_split_the_builtin_topics_in_sorted_halves(lm):
@@ -13,8 +19,8 @@ def test_topic_domains_split_the_builtin_topics_in_sorted_halves(lm):
     keys = sorted(topics)
     half = (len(keys) + 1) // 2
     assert a.description["n_documents"] == half and b.description["n_documents"] == len(keys) - half
-    assert a.description["topics"] == [keys[0], keys[half - 1]]
-    assert b.description["topics"] == [keys[half], keys[-1]]
+    assert a.description["documents"] == [keys[0], keys[half - 1]]
+    assert b.description["documents"] == [keys[half], keys[-1]]
     whole = load_corpus("builtin", lm.tokenizer)
     assert a.n_chars + b.n_chars + 2 == whole.n_chars  # the two halves are the corpus, one separator apart
 
@@ -39,3 +45,28 @@ def test_empty_or_too_short_training_file(lm, tmp_path):
         text_windows(corpus, "training", seq_len=32, n_train=4, n_eval=2, seed=0)
     with pytest.raises(EsaError, match="fewer than 1 window"):
         text_windows(corpus, "training", seq_len=32, n_train=4, n_eval=0, seed=0)
+
+
+def test_code_vs_docs_is_code_without_prose_against_all_topics(lm):
+    code, docs = code_vs_docs(lm.tokenizer)
+    assert code.description["n_documents"] == len(CODE_MODULES)
+    assert docs.n_chars == load_corpus("builtin", lm.tokenizer).n_chars  # every topic, in the built-in order
+    text = lm.tokenizer.decode(code.tokens.tolist())
+    tree = ast.parse(text)  # the joined modules are one valid module
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    for node in ast.walk(tree):
+        if isinstance(node, kinds) and node.body and isinstance(node.body[0], ast.Expr):
+            assert not isinstance(getattr(node.body[0].value, "value", None), str)  # no docstring left
+    comments = [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.COMMENT]
+    assert comments == []
+    original = set()
+    for name in CODE_MODULES:  # the code is all there: every function the modules define
+        module = ast.parse(inspect.getsource(importlib.import_module(name)))
+        original |= {n.name for n in ast.walk(module) if isinstance(n, ast.FunctionDef)}
+    assert original == {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert builtin_domains("code-vs-docs", lm.tokenizer)[0].description == code.description
+
+
+def test_unknown_builtin_domains(lm):
+    with pytest.raises(EsaError, match="unknown built-in domains"):
+        builtin_domains("poetry", lm.tokenizer)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from esa.errors import EsaError
-from esa.finetune import finetune, metric_mask, preserved
+from esa.finetune import finetune, metric_mask, preserved, superweight_candidates
 from esa.finetune.masks import weight_params
 
 
@@ -130,3 +130,42 @@ def test_watched_weight_and_precomputed_mask_scores(lm, domains):
     assert sw["value_before"] == float(params[name].detach().reshape(-1)[7])
     with pytest.raises(EsaError, match="not in the model"):
         finetune(lm, train, train, mode="full", superweight=("nope.weight", 0))
+
+
+def test_protected_superweights_keep_their_bits_and_join_the_frozen_set(bits, lm, domains):
+    train, retain = domains
+    params = weight_params(lm)
+    name = next(n for n in params if n.endswith("down_proj.weight"))
+    pinned = [(name, 3), (name, 11), (name, 3)]  # a repeat counts once
+    k = 50
+    top = metric_mask(lm, params, "grad_squared", retain, k, seed=0, batch_size=2, progress=False)
+    new = sum(f not in set(top.get(name, torch.empty(0)).tolist()) for f in (3, 11))
+    before = bits(lm)
+    for mode, kw, n_frozen in (("full", {}, 2), ("frozen-critical", {"budget_k": k}, k + new)):
+        with preserved(lm):
+            result = finetune(lm, train, train, superweight=None, mode=mode, retain_windows=retain, steps=2, lr=1e-2,
+                              batch_size=2, protect_superweights=pinned, **kw)
+            after = bits(lm)
+        flat_before, flat_after = before[name].reshape(-1), after[name].reshape(-1)
+        assert torch.equal(flat_after[[3, 11]], flat_before[[3, 11]])
+        assert bool((flat_after != flat_before).any())  # the rest of the parameter trained
+        assert result.n_frozen == n_frozen and result.trainable == result.n_weights - n_frozen
+        assert len(result.protocol["protected_superweights"]) == 3
+
+
+@pytest.mark.parametrize("mode, pinned, match", [
+    ("sparse", [("model.layers.0.mlp.down_proj.weight", 0)], "is not one of them"),
+    ("full", [("nope.weight", 0)], "not a weight of the model"),
+    ("full", [("model.layers.0.mlp.down_proj.weight", 10**9)], "not a weight of the model"),
+])
+def test_protect_superweights_bad_input(lm, domains, mode, pinned, match):
+    train, _ = domains
+    with pytest.raises(EsaError, match=match):
+        finetune(lm, train, train, superweight=None, mode=mode, protect_superweights=pinned)
+
+
+def test_superweight_candidates_are_weights_of_the_model(lm):
+    params = weight_params(lm)
+    found = superweight_candidates(lm)
+    assert found == superweight_candidates(lm)  # deterministic
+    assert all(n in params and 0 <= f < params[n].numel() for n, f in found)

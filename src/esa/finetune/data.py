@@ -1,13 +1,22 @@
-"""Offline default data for fine-tuning: the built-in corpus cut into two disjoint domains by topic.
+"""Offline data for fine-tuning, on every Python install: (train text, retain text) pairs named in DOMAINS.
 
-The built-in corpus is Python's reference-manual topics (`pydoc_data.topics`). Sorted by key, the first
-half of the topics is domain "a" (the text to adapt to) and the second half domain "b" (the text whose
-perplexity measures forgetting). No topic is in both, so the domains share no document.
+- "topics" (the default): Python's reference-manual topics (`pydoc_data.topics`) sorted by key; the first
+  half is domain "a" (the text to adapt to), the second half domain "b" (the text whose perplexity
+  measures forgetting). No topic is in both, but both are English documentation of one language, so
+  learning a also helps b: this pair shows learning, not forgetting.
+- "code-vs-docs": train on Python *code* (the source of CODE_MODULES, a fixed sorted list of pure-Python
+  standard-library modules, docstrings and comments removed and re-printed by `ast.unparse`), retain the
+  whole pydoc prose. Docstrings are prose like the retain text, so they are dropped; what is left is a
+  different distribution (identifiers, indentation, operators), the shift that forgetting needs.
+Both texts depend on the Python version (recorded, with the text's SHA-256, in the description).
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib
+import inspect
 import platform
 from typing import Any
 
@@ -22,6 +31,13 @@ DOMAIN_RULE = (
     "pydoc_data.topics sorted by key; domain 'a' (train/eval) = the first ceil(n/2) keys, "
     "domain 'b' (retain) = the rest"
 )
+CODE_MODULES = (
+    "bisect", "calendar", "colorsys", "copy", "csv", "difflib", "fnmatch", "fractions", "glob", "graphlib",
+    "heapq", "queue", "shlex", "statistics", "string", "textwrap",
+)
+CODE_RULE = ("source of CODE_MODULES (inspect.getsource), docstrings removed, re-printed by ast.unparse "
+             "(no comments), one document per module in CODE_MODULES order")
+TOPICS_ORIGIN = "pydoc_data.topics (Python reference-manual topics)"
 TRAIN_ONLY_RULE = "training windows = seeded draw from all aligned windows of the text (no evaluation split)"
 
 
@@ -31,19 +47,52 @@ def topic_domains(tokenizer: Any) -> tuple[Corpus, Corpus]:
 
     keys = sorted(topics)
     half = (len(keys) + 1) // 2
-    return _corpus("builtin-a", keys[:half], topics, tokenizer), _corpus("builtin-b", keys[half:], topics, tokenizer)
+    return (_corpus("builtin-a", keys[:half], topics, tokenizer, TOPICS_ORIGIN, DOMAIN_RULE),
+            _corpus("builtin-b", keys[half:], topics, tokenizer, TOPICS_ORIGIN, DOMAIN_RULE))
 
 
-def _corpus(name: str, keys: list[str], topics: dict[str, str], tokenizer: Any) -> Corpus:
-    text = DOC_SEPARATOR.join(topics[key] for key in keys)
+def code_vs_docs(tokenizer: Any) -> tuple[Corpus, Corpus]:
+    """(Python code of CODE_MODULES, all pydoc topics): a train text far from its retain text."""
+    from pydoc_data.topics import topics
+
+    code = {name: _code_only(inspect.getsource(importlib.import_module(name))) for name in CODE_MODULES}
+    keys = sorted(topics)
+    return (_corpus("builtin-code", list(CODE_MODULES), code, tokenizer, "Python standard-library source", CODE_RULE),
+            _corpus("builtin-docs", keys, topics, tokenizer, TOPICS_ORIGIN, "all pydoc_data.topics sorted by key"))
+
+
+DOMAINS = {"topics": topic_domains, "code-vs-docs": code_vs_docs}
+
+
+def builtin_domains(name: str, tokenizer: Any) -> tuple[Corpus, Corpus]:
+    """The (train, retain) texts of a DOMAINS entry."""
+    if name not in DOMAINS:
+        raise EsaError(f"unknown built-in domains {name!r}; choose one of {', '.join(DOMAINS)}")
+    return DOMAINS[name](tokenizer)
+
+
+def _code_only(source: str) -> str:
+    """`source` without docstrings or comments: its AST re-printed (an emptied body becomes `pass`)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def _corpus(name: str, keys: list[str], documents: dict[str, str], tokenizer: Any, origin: str, rule: str) -> Corpus:
+    text = DOC_SEPARATOR.join(documents[key] for key in keys)
     ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     tokens = torch.tensor(ids, dtype=torch.int64)
     description = {
         "source": "builtin",
         "name": name,
-        "origin": "pydoc_data.topics (Python reference-manual topics)",
-        "domain_rule": DOMAIN_RULE,
-        "topics": [keys[0], keys[-1]],
+        "origin": origin,
+        "domain_rule": rule,
+        "documents": [keys[0], keys[-1]],  # first and last, in order
         "python_version": platform.python_version(),
         "n_documents": len(keys),
         "document_separator": DOC_SEPARATOR,

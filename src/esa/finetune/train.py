@@ -10,6 +10,9 @@ training windows with AdamW (weight decay 0 unless asked), dropout off (eval mod
 - lora: peft adapters sized to the budget (esa.finetune.lora), merged into the weights at the end.
 - frozen-critical: full fine-tuning, except that the top-K critical weights get their saved bits written
   back after every step, so momentum and weight decay cannot move them.
+- protect_superweights (full and frozen-critical): the given positions (e.g. `superweight_candidates`)
+  join the frozen set. A ranking by gradient (grad_squared) need not contain a super weight, which is
+  large but can have a small gradient; this names it explicitly.
 - protect="ewc" (Kirkpatrick et al. 2017): the gradient of (λ/2) Σ F_i (w_i - w0_i)² is added before each
   step, F = grad_squared (empirical Fisher diagonal) on the retain windows' calibration split. It costs an
   anchor copy and a Fisher copy of the trained weights (O(k) in sparse mode, two model copies in full).
@@ -24,7 +27,7 @@ import math
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -58,6 +61,7 @@ class FinetuneResult:
     protect_lambda: float | None
     mask_metric: str | None
     budget_k: int | None  # masked (sparse), matched (lora) or frozen (frozen-critical) weights
+    n_frozen: int  # weights that kept their bits by construction: frozen-critical top-K ∪ protected super weights
     n_weights: int
     trainable: int
     optimizer_state_bytes: int
@@ -116,6 +120,7 @@ def finetune(
     superweight: str | tuple[str, int] | None = "detect",
     mask_scores: dict[str, torch.Tensor] | None = None,
     fisher: dict[str, torch.Tensor] | None = None,
+    protect_superweights: Sequence[tuple[str, int]] = (),
     progress: bool = False,
 ) -> FinetuneResult:
     """Fine-tune `lm` on the calibration windows of `train_windows` and evaluate before and after.
@@ -126,12 +131,14 @@ def finetune(
     `superweight` is the weight (parameter name, flat index) whose value is reported before and after:
     "detect" takes the strongest super-weight candidate (one activation pass), None reports none.
     `mask_scores` (scores of `mask_metric` on the mask's data) and `fisher` (grad_squared on the protect
-    data) skip recomputing them when several runs share one model.
+    data) skip recomputing them when several runs share one model. `protect_superweights` lists
+    (parameter name, flat index) positions that keep their exact bits (full and frozen-critical modes).
     """
     params = weight_params(lm)
     n_weights = sum(p.numel() for p in params.values())
     k = _check(lm, train_windows, eval_windows, retain_windows, mode, budget, budget_k, mask_metric, protect,
                protect_lambda, steps, lr, weight_decay, batch_size, eval_every, n_weights)
+    pinned = _positions(params, protect_superweights, mode)
     plan = lora.plan_lora(lm, k) if mode == "lora" else None
     eval_every = eval_every or max(1, steps // 4)
     protect_on = retain_windows if retain_windows is not None and retain_windows.calib_offsets else train_windows
@@ -148,6 +155,8 @@ def finetune(
                   else metric_mask(lm, params, mask_metric, on, k, seed=seed, batch_size=batch_size,
                                    progress=progress))
         mask, frozen = (chosen, None) if mode == "sparse" else (None, chosen)
+    if pinned:
+        frozen = _union(frozen or {}, pinned)
     if protect == "ewc" and fisher is None:
         fisher = score(lm, params, "grad_squared", protect_on, seed=seed, batch_size=batch_size, progress=progress)
 
@@ -172,6 +181,7 @@ def finetune(
         mode=mode, protect=protect, protect_lambda=protect_lambda if protect else None,
         mask_metric=mask_metric if mode in ("sparse", "frozen-critical") else None,
         budget_k=k if mode != "full" else None, n_weights=n_weights, trainable=trainer.trainable,
+        n_frozen=mask_size(frozen) if frozen else 0,
         optimizer_state_bytes=state_bytes, steps=steps, lr=lr, batch_size=batch_size, seed=seed, time_s=elapsed,
         train_ppl_before=before, train_ppl_after=after, retain_ppl_before=retain_before,
         retain_ppl_after=retain_after, superweight=sw, curve=curve,
@@ -185,6 +195,8 @@ def finetune(
             "seq_len": train_windows.seq_len,
             "mask_data": "training windows" if mode == "sparse" else
                          ("retain calibration windows" if protect_on is retain_windows else "training windows"),
+            "protected_superweights": [f"{n}[{format_index(unravel(i, params[n].shape))}]"
+                                       for n, i in protect_superweights],
             "ewc_penalty": "(lambda/2) * sum F (w - w0)^2, F = grad_squared on the protect data" if protect else None,
             "train_ppl": "perplexity on the eval windows of the training domain",
             "retain_ppl": "perplexity on the eval windows of the retain text" if retain_windows else None,
@@ -236,6 +248,32 @@ def _check(
         return n_weights
     default = DEFAULT_FROZEN if mode == "frozen-critical" else DEFAULT_BUDGET
     return resolve_budget(n_weights, budget, budget_k, default)
+
+
+def _positions(params: dict[str, nn.Parameter], positions: Sequence[tuple[str, int]], mode: str) -> Mask:
+    """(name, flat index) pairs as a mask; EsaError for a mode that cannot freeze or a position not in the model."""
+    if positions and mode not in ("full", "frozen-critical"):
+        raise EsaError("--protect-superweights freezes weights during full or frozen-critical fine-tuning; "
+                       f"--mode {mode} is not one of them")
+    out: dict[str, list[int]] = {}
+    for name, flat in positions:
+        if name not in params or not 0 <= flat < params[name].numel():
+            raise EsaError(f"the protected weight {name}[{flat}] is not a weight of the model; "
+                           "give (parameter, flat index) positions of lm.params")
+        out.setdefault(name, []).append(int(flat))
+    return {n: torch.tensor(sorted(set(v)), dtype=torch.long) for n, v in out.items()}
+
+
+def _union(a: Mask, b: Mask) -> Mask:
+    """Sorted distinct flat indices of both masks, per parameter."""
+    none = torch.empty(0, dtype=torch.long)
+    return {n: torch.unique(torch.cat([a.get(n, none), b.get(n, none)])) for n in {**a, **b}}
+
+
+def superweight_candidates(lm: LoadedModel) -> list[tuple[str, int]]:
+    """(parameter, flat index) of every super-weight candidate of `lm` (detect_superweights, default passes,
+    not validated: freezing a candidate that is not a super weight costs nothing but one frozen weight)."""
+    return [(c["param"], int(c["flat_index"])) for c in detect_superweights(lm, None, n_controls=0).candidates]
 
 
 def watched_weight(lm: LoadedModel, which: str | tuple[str, int] | None) -> dict[str, Any] | None:

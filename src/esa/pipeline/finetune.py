@@ -1,10 +1,12 @@
 """`esa finetune`: fine-tune one loaded model in each requested mode (restored bit for bit between modes)
 and write finetune_results.json/.csv, the learning curves, and optionally the fine-tuned weights.
 
-Data: `--train FILE` (else domain a of the built-in corpus, see esa.finetune.DOMAIN_RULE) gives the
-training windows (`--max-samples`) and, without `--eval FILE`, the disjoint evaluation windows
-(`--eval-samples`); `--retain FILE` (else, with the built-in default, domain b) measures forgetting and
-holds the calibration windows that frozen-critical and EWC protect.
+Data: `--train FILE` (else the train text of the built-in `--domains` pair, esa.finetune.DOMAINS: "topics",
+domain a of the pydoc topics, or "code-vs-docs", Python stdlib code) gives the training windows
+(`--max-samples`) and, without `--eval FILE`, the disjoint evaluation windows (`--eval-samples`);
+`--retain FILE` (else, with the built-in data, the pair's retain text) measures forgetting and holds the
+calibration windows that frozen-critical and EWC protect. `--protect-superweights` adds every super-weight
+candidate to the frozen set (full and frozen-critical).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from esa.errors import EsaError
 from esa.pipeline.command import command_run, fmt
 from esa.pipeline.config import DataOptions, ModelOptions, Options, OutputOptions, opt
 
-TABLE_COLUMNS = ("mode", "protect", "mask_metric", "budget_k", "n_weights", "trainable", "optimizer_state_bytes",
-                 "steps", "lr", "time_s", "train_ppl_before", "train_ppl_after", "train_ppl_gain", "retain_ppl_before",
-                 "retain_ppl_after", "retain_ppl_loss", "n_changed")
+TABLE_COLUMNS = ("mode", "protect", "mask_metric", "budget_k", "n_frozen", "n_weights", "trainable",
+                 "optimizer_state_bytes", "steps", "lr", "time_s", "train_ppl_before", "train_ppl_after",
+                 "train_ppl_gain", "retain_ppl_before", "retain_ppl_after", "retain_ppl_loss", "n_changed")
 
 
 @dataclass
@@ -33,12 +35,14 @@ class FinetuneOptions(Options):
     train: str | None = None
     eval: str | None = None
     retain: str | None = None
+    domains: str | None = None  # built-in (train, retain) pair when --train is not given; None = "topics"
     modes: list[str] = field(default_factory=lambda: ["sparse"])
     budget: float | None = opt(None, "--budget", min=0.0, max=1.0)
     budget_k: int | None = opt(None, "--budget-k", min=1)
     mask_metric: str = "grad_squared"
     protect: str | None = None
     protect_lambda: float = opt(1e5, "--protect-lambda", min=0.0)
+    protect_superweights: bool = False
     steps: int = opt(50, "--steps", min=1)
     lr: float = opt(1e-4, "--lr", min=0.0)
     save: str | None = None
@@ -46,7 +50,7 @@ class FinetuneOptions(Options):
     limit: int | None = opt(None, "--limit", min=1)
 
     def check(self) -> None:
-        from esa.finetune import MODES
+        from esa.finetune import DOMAINS, MODES
         from esa.finetune.masks import RANDOM
         from esa.metrics import METRICS
 
@@ -69,6 +73,13 @@ class FinetuneOptions(Options):
             raise EsaError("--protect ewc penalises moves of the base weights, which LoRA never moves; use another mode")
         if self.protect and self.train is not None and self.retain is None:
             raise EsaError("--protect ewc needs --retain data (the knowledge to protect)")
+        if self.domains is not None and self.domains not in DOMAINS:
+            raise EsaError(f"unknown built-in domains {self.domains!r}; choose one of {', '.join(DOMAINS)}")
+        if self.domains is not None and self.train is not None:
+            raise EsaError("--domains picks built-in training and retain texts; with --train give --retain instead")
+        if self.protect_superweights and set(self.modes) - {"full", "frozen-critical"}:
+            raise EsaError("--protect-superweights freezes weights during full or frozen-critical fine-tuning; "
+                           "give only those modes")
         if self.lr <= 0:
             raise EsaError(f"--lr must be a number > 0, got {self.lr}")
         for flag, path in (("--train", self.train), ("--eval", self.eval), ("--retain", self.retain)):
@@ -97,7 +108,7 @@ def parse_budget(text: str | None) -> float | None:
 
 def run_finetune_command(opts: FinetuneOptions) -> str:
     """Fine-tune in every mode, write finetune_results.json/.csv (and --save); return the summary."""
-    from esa.finetune import finetune, preserved, save_finetuned, watched_weight
+    from esa.finetune import finetune, preserved, save_finetuned, superweight_candidates, watched_weight
 
     with command_run("finetune", opts, output=opts.output, model=opts.model, data=opts.data) as run:
         lm, bs, seed = run.lm, opts.data.batch_size, opts.data.seeds[0]
@@ -111,6 +122,12 @@ def run_finetune_command(opts: FinetuneOptions) -> str:
         with run.manifest.stage("superweight"):
             sw = watched_weight(lm, "detect")
         watch = (sw["param"], sw["flat_index"]) if sw else None
+        pinned = []
+        if opts.protect_superweights:
+            with run.manifest.stage("superweight candidates"):
+                pinned = superweight_candidates(lm)
+            if not pinned:
+                raise EsaError(f"no super-weight candidate found in {lm.model_id}; drop --protect-superweights")
         budget = {"budget": opts.budget, "budget_k": opts.budget_k}  # full trains every weight whatever the budget
         runs = []
         for mode in opts.modes:
@@ -119,7 +136,7 @@ def run_finetune_command(opts: FinetuneOptions) -> str:
                     lm, train, evals, mode=mode, **({} if mode == "full" else budget),
                     mask_metric=opts.mask_metric, protect=opts.protect, protect_lambda=opts.protect_lambda,
                     retain_windows=retain, steps=opts.steps, lr=opts.lr, batch_size=bs, seed=seed,
-                    superweight=watch, progress=run.progress,
+                    superweight=watch, protect_superweights=pinned, progress=run.progress,
                 )
                 row = result.to_dict()
                 row["zero_shot_after"] = tasks() if tasks else None
@@ -147,14 +164,14 @@ def run_finetune_command(opts: FinetuneOptions) -> str:
 def _windows(run: Any, opts: FinetuneOptions, seed: int) -> tuple[Any, Any, Any]:
     """(training, evaluation, retain) windows; each recorded in the manifest."""
     from esa.data import load_corpus
-    from esa.finetune import text_windows, topic_domains
+    from esa.finetune import builtin_domains, text_windows
 
     lm, data = run.lm, opts.data
     common = {"seq_len": data.seq_len or 128, "seed": seed, "bos_id": run.session.bos.bos_id,
               "max_seq_len": lm.max_seq_len}
     n_train, n_eval = data.max_samples, data.eval_samples or 8
     if opts.train is None:
-        train_text, default_retain = topic_domains(lm.tokenizer)
+        train_text, default_retain = builtin_domains(opts.domains or "topics", lm.tokenizer)
     else:
         train_text, default_retain = load_corpus(opts.train, lm.tokenizer), None
     retain_text = load_corpus(opts.retain, lm.tokenizer) if opts.retain else default_retain
