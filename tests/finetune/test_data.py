@@ -5,13 +5,15 @@ import importlib
 import inspect
 import io
 import tokenize
+import unicodedata
 
 import pytest
 from pydoc_data.topics import topics
 
 from esa.data import load_corpus
 from esa.errors import EsaError
-from esa.finetune import CODE_MODULES, builtin_domains, code_vs_docs, text_windows, topic_domains
+from esa.finetune import CODE_MODULES, builtin_domains, code_vs_docs, names_vs_docs, text_windows, topic_domains
+from esa.finetune.data import N_NAMES
 
 
 def test_topic_domains_split_the_builtin_topics_in_sorted_halves(lm):
@@ -70,3 +72,14 @@ def test_code_vs_docs_is_code_without_prose_against_all_topics(lm):
 def test_unknown_builtin_domains(lm):
     with pytest.raises(EsaError, match="unknown built-in domains"):
         builtin_domains("poetry", lm.tokenizer)
+
+
+def test_names_vs_docs_lists_the_first_named_code_points(lm):
+    names, docs = names_vs_docs(lm.tokenizer)
+    expected, code_point = [], 0
+    while len(expected) < N_NAMES:  # brute force, code point by code point
+        if unicodedata.name(chr(code_point), ""):
+            expected.append(unicodedata.name(chr(code_point)))
+        code_point += 1
+    assert lm.tokenizer.decode(names.tokens.tolist()) == "\n".join(expected)
+    assert expected[0] == "SPACE" and docs.description == code_vs_docs(lm.tokenizer)[1].description

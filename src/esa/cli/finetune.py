@@ -17,7 +17,7 @@ def finetune(
     train: Annotated[Optional[str], typer.Option(help="Training text (.txt/.jsonl/.parquet); default: topic domain a of the built-in corpus.")] = None,
     eval: Annotated[Optional[str], typer.Option("--eval", help="Evaluation text of the target domain; default: held-out windows of the training text.")] = None,
     retain: Annotated[Optional[str], typer.Option(help="Text whose perplexity measures forgetting (and that frozen-critical/EWC protect); default with the built-in data: domain b.")] = None,
-    domains: Annotated[Optional[str], typer.Option(help="Built-in train/retain texts without --train: topics (pydoc topics, two halves; default) or code-vs-docs (stdlib code vs pydoc prose).")] = None,
+    domains: Annotated[Optional[str], typer.Option(help="Built-in train/retain texts without --train: topics (pydoc topics, two halves; default), code-vs-docs (stdlib code vs pydoc prose) or names-vs-docs (Unicode character names vs pydoc prose).")] = None,
     mode: Annotated[str, typer.Option(help="sparse, full, lora or frozen-critical; a comma list runs each on the same model.")] = "sparse",
     budget: Annotated[Optional[str], typer.Option(help="Share of the weights to train (sparse, lora) or freeze (frozen-critical): 0.5% or 0.005.")] = None,
     budget_k: Annotated[Optional[int], typer.Option("--budget-k", help="The budget as a number of weights.")] = None,

@@ -8,7 +8,8 @@ budget, or all but the critical ones (frozen-critical); optionally an EWC penalt
 from esa._callable import callable_package
 from esa.finetune import lora
 from esa.finetune.data import (
-    CODE_MODULES, DOMAIN_RULE, DOMAINS, builtin_domains, code_vs_docs, text_windows, topic_domains,
+    CODE_MODULES, DOMAIN_RULE, DOMAINS, builtin_domains, code_vs_docs, names_vs_docs, text_windows,
+    topic_domains,
 )
 from esa.finetune.lora import RANK_RULE, LoraPlan, plan_lora
 from esa.finetune.masks import RANDOM, metric_mask, random_mask, resolve_budget
@@ -20,7 +21,7 @@ from esa.finetune.train import (
 )
 
 __all__ = [
-    "CODE_MODULES", "DOMAINS", "builtin_domains", "code_vs_docs", "superweight_candidates",
+    "CODE_MODULES", "DOMAINS", "builtin_domains", "code_vs_docs", "names_vs_docs", "superweight_candidates",
     "DEFAULT_BUDGET", "DEFAULT_FROZEN", "DEFAULT_LAMBDA", "DELTA_FILE", "DOMAIN_RULE", "MODES", "RANDOM", "RANK_RULE",
     "FinetuneResult", "LoraPlan", "apply_delta", "finetune", "lora", "metric_mask", "plan_lora", "preserved",
     "random_mask", "resolve_budget", "save_delta", "save_finetuned", "text_windows", "topic_domains", "watched_weight",

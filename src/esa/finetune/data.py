@@ -7,7 +7,12 @@
 - "code-vs-docs": train on Python *code* (the source of CODE_MODULES, a fixed sorted list of pure-Python
   standard-library modules, docstrings and comments removed and re-printed by `ast.unparse`), retain the
   whole pydoc prose. Docstrings are prose like the retain text, so they are dropped; what is left is a
-  different distribution (identifiers, indentation, operators), the shift that forgetting needs.
+  different distribution (identifiers, indentation, operators). Measured on SmolLM2 it is still too near:
+  training on it lowered the prose's perplexity too (BENCHMARKS.md).
+- "names-vs-docs": train on Unicode character names (`unicodedata.name` of the first N_NAMES named code
+  points from U+0000 on, one per line: "LATIN SMALL LETTER A WITH GRAVE"), retain the whole pydoc prose.
+  Upper-case name lists are neither prose nor code; learning them is the narrow shift that does make a
+  model forget (the Unicode version is recorded).
 Both texts depend on the Python version (recorded, with the text's SHA-256, in the description).
 """
 
@@ -17,7 +22,9 @@ import ast
 import hashlib
 import importlib
 import inspect
+import itertools
 import platform
+import unicodedata
 from typing import Any
 
 import torch
@@ -37,6 +44,9 @@ CODE_MODULES = (
 )
 CODE_RULE = ("source of CODE_MODULES (inspect.getsource), docstrings removed, re-printed by ast.unparse "
              "(no comments), one document per module in CODE_MODULES order")
+N_NAMES = 8000
+NAMES_RULE = (f"unicodedata.name of the first {N_NAMES} named code points in code-point order, one per line "
+              f"(Unicode {unicodedata.unidata_version})")
 TOPICS_ORIGIN = "pydoc_data.topics (Python reference-manual topics)"
 TRAIN_ONLY_RULE = "training windows = seeded draw from all aligned windows of the text (no evaluation split)"
 
@@ -52,16 +62,29 @@ def topic_domains(tokenizer: Any) -> tuple[Corpus, Corpus]:
 
 
 def code_vs_docs(tokenizer: Any) -> tuple[Corpus, Corpus]:
-    """(Python code of CODE_MODULES, all pydoc topics): a train text far from its retain text."""
+    """(Python code of CODE_MODULES, all pydoc topics): code against prose."""
+    code = {name: _code_only(inspect.getsource(importlib.import_module(name))) for name in CODE_MODULES}
+    return (_corpus("builtin-code", list(CODE_MODULES), code, tokenizer, "Python standard-library source", CODE_RULE),
+            _all_topics(tokenizer))
+
+
+def _all_topics(tokenizer: Any) -> Corpus:
+    """Every pydoc topic, sorted by key: the retain text of the code and names pairs."""
     from pydoc_data.topics import topics
 
-    code = {name: _code_only(inspect.getsource(importlib.import_module(name))) for name in CODE_MODULES}
-    keys = sorted(topics)
-    return (_corpus("builtin-code", list(CODE_MODULES), code, tokenizer, "Python standard-library source", CODE_RULE),
-            _corpus("builtin-docs", keys, topics, tokenizer, TOPICS_ORIGIN, "all pydoc_data.topics sorted by key"))
+    return _corpus("builtin-docs", sorted(topics), topics, tokenizer, TOPICS_ORIGIN,
+                   "all pydoc_data.topics sorted by key")
 
 
-DOMAINS = {"topics": topic_domains, "code-vs-docs": code_vs_docs}
+def names_vs_docs(tokenizer: Any) -> tuple[Corpus, Corpus]:
+    """(Unicode character names, all pydoc topics): a narrow non-prose train text against the prose."""
+    named = (name for name in (unicodedata.name(chr(i), "") for i in range(0x110000)) if name)
+    names = {"names": "\n".join(itertools.islice(named, N_NAMES))}
+    return (_corpus("builtin-names", ["names"], names, tokenizer, "unicodedata character names", NAMES_RULE),
+            _all_topics(tokenizer))
+
+
+DOMAINS = {"topics": topic_domains, "code-vs-docs": code_vs_docs, "names-vs-docs": names_vs_docs}
 
 
 def builtin_domains(name: str, tokenizer: Any) -> tuple[Corpus, Corpus]:

@@ -2,7 +2,8 @@
 and write finetune_results.json/.csv, the learning curves, and optionally the fine-tuned weights.
 
 Data: `--train FILE` (else the train text of the built-in `--domains` pair, esa.finetune.DOMAINS: "topics",
-domain a of the pydoc topics, or "code-vs-docs", Python stdlib code) gives the training windows
+domain a of the pydoc topics; "code-vs-docs", Python stdlib code; "names-vs-docs", Unicode character
+names) gives the training windows
 (`--max-samples`) and, without `--eval FILE`, the disjoint evaluation windows (`--eval-samples`);
 `--retain FILE` (else, with the built-in data, the pair's retain text) measures forgetting and holds the
 calibration windows that frozen-critical and EWC protect. `--protect-superweights` adds every super-weight
