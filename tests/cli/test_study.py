@@ -55,3 +55,4 @@ def test_mixed_metrics_are_fitted_per_metric_and_said_so(esa, tmp_path):
     lines = [line for line in result.out.splitlines() if "max_over_median" in line]
     assert [line.split()[1] for line in lines] == ["grad_x_weight", "magnitude"]
     assert "n=5" in lines[0] and "n=3" in lines[1]
+    assert "runs of 2 metrics (grad_x_weight, magnitude) are split: one fit per metric" in result.out

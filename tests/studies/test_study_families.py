@@ -73,4 +73,5 @@ def test_runs_of_different_metrics_are_split_not_pooled(tmp_path):
     result = families(runs)
     assert result.group_by == ["family", "kind", "metric"]
     assert [(g.keys["metric"], g.n_runs) for g in result.groups] == [("grad_x_weight", 2), ("magnitude", 2)]
+    assert result.tests == []  # groups of different metrics are never compared
     assert families(runs[:2]).group_by == ["family", "kind"]

@@ -76,6 +76,9 @@ def _figure(run: CommandRun, name: str, fig: Any) -> None:
 def _scaling_summary(saved: dict[str, Any], opts: StudyOptions) -> str:
     lines = [f"scaling   {len(saved['runs'])} runs against N = {saved['size']} ({saved['protocol']['size_column']}); "
              "alpha with exact 95% t-interval; criteria R2 > 0.8, LOO <= 20%"]
+    metrics = sorted({r["metric"] for r in saved["runs"] if isinstance(r.get("metric"), str) and r["metric"] != "nan"})
+    if len(metrics) > 1:
+        lines.append(f"          runs of {len(metrics)} metrics ({', '.join(metrics)}) are split: one fit per metric")
     for f in saved["fits"]:
         head = f"  {f['quantity']:<40s} {f['metric']:<14s} n={f['n']:<3d}"
         if f["alpha"] is None:

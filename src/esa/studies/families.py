@@ -195,6 +195,8 @@ def _group(keys: dict[str, Any], part: pd.DataFrame) -> Group:
 def _tests(groups: list[Group]) -> list[dict[str, Any]]:
     rows = []
     for a, b in itertools.combinations(groups, 2):
+        if a.keys.get("metric") != b.keys.get("metric"):
+            continue  # scores of different metrics are not on one scale: no comparison across them
         for q in QUANTITIES:
             va, vb = a.quantities.get(q, {}).get("values", []), b.quantities.get(q, {}).get("values", [])
             if not va or not vb:
