@@ -6,6 +6,12 @@ Each width is a Llama-architecture model (2 layers, intermediate = 2 x width, 4 
 tokenizer of esa.models.tiny), saved as a local model directory and profiled by the `esa` command.
 
     .venv/bin/python benchmarks/bench_studies.py OUT_DIR [--widths 16,32,64,128,256]
+
+With --families MODEL,... it runs the family comparison instead: each model through `esa run` (the
+same flags, --topk 100, --architecture-analysis, --seeds), real models also through `esa superweights`,
+then `esa study families` on all of them, printing one line per group:
+
+    .venv/bin/python benchmarks/bench_studies.py OUT_DIR --families smollm2-135m,gemma3-270m,tiny-mixtral --seeds 1,2,3
 """
 
 from __future__ import annotations
@@ -40,11 +46,48 @@ def build_model(width: int, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+FAMILY_FLAGS = [*RUN_FLAGS[:RUN_FLAGS.index("--topk")], "--topk", "100", "--perturb", "zero", "--trials", "3",
+                "--architecture-analysis", "-q"]
+SUPERWEIGHT_FLAGS = ["--seq-len", "64", "--max-samples", "2", "--eval-samples", "4", "--max-iter", "3",
+                     "--controls", "2", "--metrics", "magnitude", "--seed", "1", "-q"]
+
+
+def families(out: Path, models: list[str], seeds: str) -> None:
+    """Run every model, scan the real ones for super weights, and compare the families."""
+    from esa.models.tiny import TINY_CONFIGS
+
+    runs = []
+    for model in models:
+        steps = [("run", [*FAMILY_FLAGS, "--seeds", seeds], out / "runs" / model)]
+        if model not in TINY_CONFIGS:  # random tiny models have no super weights to find
+            steps.append(("superweights", SUPERWEIGHT_FLAGS, out / "runs" / f"{model}-sw"))
+        for command, flags, run in steps:
+            t = time.perf_counter()
+            subprocess.run([*ESA, command, "-m", model, *flags, "-o", str(run)], check=True)
+            print(f"{model}: esa {command} {time.perf_counter() - t:.1f} s", flush=True)
+            runs.append(run)
+    study = out / "families"
+    subprocess.run([*ESA, "study", "families", *map(str, runs), "-q", "-o", str(study)], check=True)
+    saved = json.loads((study / "families.json").read_text())
+    names = ("attention_vs_mlp", "early_concentration", "embed_head_share", "gini", "top_share_0.1%")
+    print(f"{'group':36s} " + " ".join(f"{n:>19s}" for n in names) + "  super weights (relative depth)")
+    for g in saved["groups"]:
+        q = g["quantities"]
+        cells = " ".join(f"{q[n]['mean']:19.4g}" if n in q else f"{'-':>19s}" for n in names)
+        sw = ", ".join(f"{p['param']}[{p['index']}] ({p['relative_depth']:.2f})" for p in g["superweights"]) or "none"
+        print(f"{g['name']:36s} {cells}  {sw}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--widths", default="16,32,64,128,256")
+    parser.add_argument("--families", default="", help="comma-separated models: run the family comparison instead")
+    parser.add_argument("--seeds", default="1,2,3", help="seeds of each family run")
     args = parser.parse_args()
+    if args.families:
+        families(args.out, args.families.split(","), args.seeds)
+        return
     widths = [int(w) for w in args.widths.split(",")]
     runs = []
     for width in widths:
