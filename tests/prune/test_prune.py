@@ -174,3 +174,56 @@ def test_failure_midway_restores_even_when_keeping(llama, windows, monkeypatch) 
         calls["n"] = 0
         prune(llama, windows, score="magnitude", sparsity=0.5, keep=True, tasks=lambda: (_ for _ in ()).throw(RuntimeError("boom")))
     assert checksums(llama.model) == before
+
+
+
+def test_esa_allocates_per_tensor_sparsity_from_the_fisher(llama, windows) -> None:
+    """esa = Wanda's order inside rows, each tensor's share from allocate_sparsity on F·W²: recomputed
+    independently here from the dense model's act_mag and grad_squared, the pruned weights are exactly
+    those; the budget is uniform pruning's and every tensor stays within s ± spread."""
+    from esa.prune import allocate_sparsity
+
+    targets = {t.name: t for t in find_targets(llama)}
+    named = dict(llama.model.named_parameters())
+    act, _ = weight_scores(llama, windows, "act_mag", list(targets), seed=0, batch_size=1)
+    fisher, _ = weight_scores(llama, windows, "grad_squared", list(targets), seed=0, batch_size=1)
+    mats = {n: t.matrix(act[n]) for n, t in targets.items()}
+    sal = {n: t.matrix(fisher[n]) * t.matrix(named[n].detach()).float().square() for n, t in targets.items()}
+    shares = allocate_sparsity(mats, sal, 0.5, spread=0.2)
+    expected = {}
+    for n, m in mats.items():
+        k = round(shares[n] * m.shape[1])
+        order = torch.sort(m, dim=-1, stable=True).indices[:, :k]
+        expected[n] = torch.zeros_like(m, dtype=torch.bool).scatter_(1, order, True)
+    saved = {k: v.clone() for k, v in llama.model.state_dict().items()}
+    try:
+        result = prune(llama, windows, score="esa", sparsity=0.5, spread=0.2, keep=True, evaluate=False)
+        assert result.allocation["by"] == "grad_squared" and result.allocation["sparsity"] == shares
+        widths = {n: m.shape[1] for n, m in mats.items()}
+        assert all(int(0.3 * widths[n]) <= round(f * widths[n]) <= int(0.7 * widths[n]) for n, f in shares.items())
+        assert len(set(shares.values())) > 1
+        for n, t in targets.items():
+            assert torch.equal(t.matrix(named[n].detach()) == 0, expected[n]), n
+        pruned = sum(int(m.sum()) for m in expected.values())
+        assert 0 <= pruned - int(0.5 * result.n_weights) < max(m.shape[0] for m in mats.values())
+    finally:
+        llama.model.load_state_dict(saved)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(score="act_mag", sparsity=0.5, allocate_by="magnitude"), "curvature metric"),
+    (dict(score="act_mag", pattern="2:4", allocate_by="grad_squared"), "unstructured"),
+    (dict(score="act_mag", sparsity=0.5, group="tensor", allocate_by="grad_squared"), "unstructured"),
+    (dict(score="sparsegpt", sparsity=0.5, allocate_by="grad_squared"), "sparsegpt"),
+    (dict(score="esa", sparsity=0.5, spread=1.5), "spread"),
+], ids=["not-curvature", "n:m", "tensor-group", "sparsegpt", "spread"])
+def test_bad_allocation_is_refused_before_work(llama, windows, monkeypatch, kwargs, match) -> None:
+    monkeypatch.setattr(prune_module, "weight_scores", lambda *a, **k: (_ for _ in ()).throw(AssertionError("work")))
+    with pytest.raises(EsaError, match=match):
+        prune(llama, windows, **kwargs)
+
+
+def test_esa_on_n_m_is_wandas_order(llama, windows) -> None:
+    a = prune(llama, windows, score="esa", pattern="2:4")
+    b = prune(llama, windows, score="act_mag", pattern="2:4")
+    assert a.allocation is None and a.ppl == b.ppl and a.per_tensor == b.per_tensor

@@ -13,7 +13,7 @@ from esa.cli.app import app, options
 @app.command()
 @options("model", "data", "output", defaults={"out_dir": Path("outputs/esa/prune")})
 def prune(
-    score: Annotated[str, typer.Option(help="magnitude, act_mag (Wanda), grad_x_weight, grad_squared, hutchinson_diag, sparsegpt or esa; a comma list compares them.")] = "act_mag",
+    score: Annotated[str, typer.Option(help="magnitude, act_mag (Wanda), grad_x_weight, grad_squared, hutchinson_diag, sparsegpt or esa (Wanda's order in rows, per-tensor sparsity from the Fisher); a comma list compares them.")] = "act_mag",
     sparsity: Annotated[str, typer.Option(help="Target sparsity of unstructured pruning; a comma list sweeps it (0.5,0.6).")] = "0.5",
     pattern: Annotated[str, typer.Option(help="unstructured, or N:M (N of every M consecutive inputs pruned: 2:4, 4:8); a comma list.")] = "unstructured",
     group: Annotated[str, typer.Option(help="Where weights compete: row (each output row, Wanda), tensor, or global.")] = "row",
@@ -23,6 +23,8 @@ def prune(
     include: Annotated[Optional[str], typer.Option(help="Regexes (comma list) of tensors to prune instead of the blocks' linear layers.")] = None,
     exclude: Annotated[Optional[str], typer.Option(help="Regexes (comma list) of tensors to leave dense.")] = None,
     sequential: Annotated[bool, typer.Option("--sequential", help="Prune block by block, each scored on the already pruned earlier blocks.")] = False,
+    allocate_by: Annotated[Optional[str], typer.Option("--allocate-by", help="Give each tensor its own sparsity (within s ± --spread) from this curvature metric's saliency h·w²: grad_squared or hutchinson_diag. The esa score does this with grad_squared.")] = None,
+    spread: Annotated[float, typer.Option("--spread", help="Largest deviation of a tensor's sparsity from the target under an allocation.")] = 0.1,
     save_model: Annotated[Optional[str], typer.Option("--save-model", help="Folder (inside --out-dir) for the pruned model as a Hugging Face directory, with pruning.json.")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Zero-shot tasks (lm-eval names or task YAML paths), comma-separated.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Items per zero-shot task.")] = None,
@@ -37,6 +39,7 @@ def prune(
         sparsities=parse_float_list(sparsity, "--sparsity"), patterns=parse_name_list(pattern), group=group,
         protect_topk=protect_topk, protect_metric=protect_metric, protect_superweights=protect_superweights,
         include=parse_name_list(include), exclude=parse_name_list(exclude), sequential=sequential,
+        allocate_by=allocate_by, spread=spread,
         save_model=save_model, tasks=parse_name_list(tasks), limit=limit,
     )
     typer.echo(run_prune_command(opts))

@@ -2,7 +2,8 @@
 criterion, written into a run directory through the shared command skeleton.
 
 One-shot scores of a registered metric (or ESA's) are computed once per (seed, score) and reused for
-every pattern and sparsity; SparseGPT and sequential runs recompute what they need per condition.
+every pattern and sparsity, as are the curvature scores a per-tensor allocation needs (`esa`, or
+`--allocate-by`); SparseGPT and sequential runs recompute what they need per condition.
 `--save-model NAME` keeps the single condition's pruned weights and writes them, with pruning.json, as
 a Hugging Face directory inside the run directory.
 """
@@ -40,11 +41,14 @@ class PruneOptions(Options):
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     sequential: bool = False
+    allocate_by: str | None = None
+    spread: float = opt(0.1, "--spread", min=0.0, max=1.0)
     save_model: str | None = None
     tasks: list[str] = field(default_factory=list)
     limit: int | None = opt(None, "--limit", min=1)
 
     def check(self) -> None:
+        from esa.prune import resolve_allocation
         from esa.prune.patterns import check_group, check_sparsity, parse_pattern
         from esa.prune.scores import check_score
 
@@ -57,6 +61,8 @@ class PruneOptions(Options):
             check_group(self.group, pattern)
             for s in ([None] if pattern.structured else self.sparsities):
                 check_sparsity(s, pattern)
+            for score in self.scores:
+                resolve_allocation(score, self.allocate_by, self.spread, pattern, self.group)
         if self.save_model is not None:
             if Path(self.save_model).is_absolute() or ".." in Path(self.save_model).parts:
                 raise EsaError("--save-model names a folder inside the run directory (e.g. pruned_model), not a path")
@@ -75,7 +81,7 @@ def run_prune_command(opts: PruneOptions) -> str:
     """Prune under every condition, write prune_results.json/.csv (and the saved model); return the summary."""
     from esa.analysis import detect_superweights
     from esa.evaluation import evaluate
-    from esa.prune import SPARSEGPT, find_targets, prune, superweight_positions, weight_scores
+    from esa.prune import ESA, ESA_ALLOCATE_BY, SPARSEGPT, find_targets, prune, superweight_positions, weight_scores
 
     with command_run("prune", opts, output=opts.output, model=opts.model, data=opts.data) as run:
         lm, bs = run.lm, opts.data.batch_size
@@ -97,11 +103,18 @@ def run_prune_command(opts: PruneOptions) -> str:
             if opts.protect_superweights:
                 with run.manifest.stage("superweights"):
                     protect = superweight_positions(detect_superweights(lm, windows, seed=seed, batch_size=bs))
+            curvature: dict[str, Any] = {}  # allocation scores, per metric, shared by the scores that allocate
             for score in opts.scores:
-                cached = None
+                cached = alloc = None
                 if score != SPARSEGPT and not opts.sequential:
                     with run.manifest.stage(f"score:{score}"):
                         cached, _ = weight_scores(lm, windows, score, names, seed=seed, batch_size=bs)
+                    by = opts.allocate_by or (ESA_ALLOCATE_BY if score == ESA else None)
+                    if by is not None and any(p == "unstructured" for p, _ in opts.conditions()):
+                        if by not in curvature:
+                            with run.manifest.stage(f"score:{by}"):
+                                curvature[by], _ = weight_scores(lm, windows, by, names, seed=seed, batch_size=bs)
+                        alloc = curvature[by]
                 for pattern, sparsity in opts.conditions():
                     with run.manifest.stage(f"prune:{score}:{pattern}:{sparsity}"):
                         result = prune(
@@ -109,7 +122,8 @@ def run_prune_command(opts: PruneOptions) -> str:
                             protect_topk=opts.protect_topk, protect_metric=opts.protect_metric,
                             protect_superweights=protect, include=opts.include, exclude=opts.exclude,
                             sequential=opts.sequential, seed=seed, batch_size=bs, keep=opts.save_model is not None,
-                            scores=cached, tasks=tasks,
+                            scores=cached, allocate_by=opts.allocate_by, spread=opts.spread,
+                            allocation_scores=alloc, tasks=tasks,
                         )
                     results.append((result, windows))
         out = results_dict(lm, dense, [r for r, _ in results])

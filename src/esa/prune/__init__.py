@@ -11,15 +11,18 @@
 from esa._callable import callable_package
 from esa.prune.criterion import FORMULA, MARGIN, beats_magnitude, gap_improvement
 from esa.prune.patterns import GROUPS, Pattern, parse_pattern, prune_masks
-from esa.prune.prune import PruneResult, prune
+from esa.prune.prune import PruneResult, prune, resolve_allocation
 from esa.prune.save import pruning_provenance, save_pruned_model, superweight_positions
-from esa.prune.scores import ESA, ESA_BETA, SPARSEGPT, esa_blend, score_names, weight_scores
+from esa.prune.allocate import allocate_sparsity
+from esa.prune.scores import CURVATURE, ESA, ESA_ALLOCATE_BY, ESA_RANK, SPARSEGPT, esa_blend, score_names, weight_scores
 from esa.prune.sparsegpt import SparseGPTLayer, sparsegpt_layer
 from esa.prune.targets import Target, find_targets
 
 __all__ = [
+    "CURVATURE",
     "ESA",
-    "ESA_BETA",
+    "ESA_ALLOCATE_BY",
+    "ESA_RANK",
     "FORMULA",
     "GROUPS",
     "MARGIN",
@@ -28,6 +31,7 @@ __all__ = [
     "PruneResult",
     "SparseGPTLayer",
     "Target",
+    "allocate_sparsity",
     "beats_magnitude",
     "esa_blend",
     "find_targets",
@@ -36,6 +40,7 @@ __all__ = [
     "prune",
     "prune_masks",
     "pruning_provenance",
+    "resolve_allocation",
     "save_pruned_model",
     "score_names",
     "sparsegpt_layer",

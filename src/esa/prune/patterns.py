@@ -91,13 +91,20 @@ def n_pruned(numel: int, sparsity: float) -> int:
 
 def prune_masks(
     scores: dict[str, torch.Tensor], sparsity: float, pattern: Pattern, group: str,
-    protected: dict[str, torch.Tensor] | None = None,
+    protected: dict[str, torch.Tensor] | None = None, allocation: dict[str, float] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Bool masks (True = prune) shaped like each [out, in] score matrix; see the module docstring."""
+    """Bool masks (True = prune) shaped like each [out, in] score matrix; see the module docstring.
+
+    `allocation` (group "row" only) gives each tensor its own fraction of every row to prune, as
+    k/in from esa.prune.allocate (so k is recovered by rounding)."""
     protected = protected or {}
-    guarded = {n: _guard(s, protected.get(n)) for n, s in scores.items()}
+    guarded = {n: guard_scores(s, protected.get(n)) for n, s in scores.items()}
+    if allocation is not None and (pattern.structured or group != "row"):
+        raise EsaError("a per-tensor sparsity allocation applies to unstructured pruning within rows (group row)")
     if pattern.structured:
         masks = {n: _n_of_m(n, s, pattern) for n, s in guarded.items()}
+    elif allocation is not None:
+        masks = {n: _lowest(s, round(s.shape[1] * allocation[n])) for n, s in guarded.items()}
     elif group == "row":
         masks = {n: _lowest(s, n_pruned(s.shape[1], sparsity)) for n, s in guarded.items()}
     elif group == "tensor":
@@ -113,7 +120,8 @@ def prune_masks(
     return masks
 
 
-def _guard(score: torch.Tensor, protect: torch.Tensor | None) -> torch.Tensor:
+def guard_scores(score: torch.Tensor, protect: torch.Tensor | None) -> torch.Tensor:
+    """float32 scores with protected weights at +inf: chosen last, and never without an error."""
     score = score.float()
     return score if protect is None else score.masked_fill(protect, math.inf)
 

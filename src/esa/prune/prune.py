@@ -27,9 +27,12 @@ from esa.errors import EsaError
 from esa.evaluation.perplexity import evaluate as evaluate_ppl
 from esa.models.types import LoadedModel
 from esa.perturb import apply_perturbation, tensor_checksum
+from esa.prune.allocate import DEFAULT_SPREAD, allocate_sparsity
 from esa.prune.calibration import input_hessians
-from esa.prune.patterns import Pattern, check_group, check_shape, check_sparsity, n_pruned, parse_pattern, prune_masks
-from esa.prune.scores import SPARSEGPT, check_score, weight_scores
+from esa.prune.patterns import (
+    Pattern, check_group, check_shape, check_sparsity, guard_scores, n_pruned, parse_pattern, prune_masks,
+)
+from esa.prune.scores import CURVATURE, ESA, ESA_ALLOCATE_BY, SPARSEGPT, check_score, weight_scores
 from esa.prune.sparsegpt import sparsegpt_layer
 from esa.prune.targets import Target, find_targets
 from esa.ranking import top_k
@@ -65,6 +68,7 @@ class PruneResult:
     timings: dict[str, float] = field(default_factory=dict)
     obs_loss: dict[str, float] = field(default_factory=dict)
     zero_shot: dict[str, Any] | None = None
+    allocation: dict[str, Any] | None = None  # {"by", "spread", "sparsity": {tensor: fraction of each row}}
 
     def row(self) -> dict[str, Any]:
         """The flat table row (prune_results.csv)."""
@@ -98,19 +102,26 @@ def prune(
     evaluate: bool = True,
     keep: bool = False,
     scores: dict[str, torch.Tensor] | None = None,
+    allocate_by: str | None = None,
+    spread: float = DEFAULT_SPREAD,
+    allocation_scores: dict[str, torch.Tensor] | None = None,
     tasks: Callable[[], dict[str, Any]] | None = None,
 ) -> PruneResult:
     """Prune `lm` under one condition and evaluate it; see the module docstring.
 
     `protect_superweights` lists (parameter, flat index) positions never to prune (e.g. from
     `superweight_positions`); `scores` passes precomputed one-shot scores of `score` (reuse across
-    sparsities). The model comes back bit-exactly unless `keep`.
+    sparsities). `allocate_by` (a curvature metric: grad_squared, hutchinson_diag) gives each tensor
+    its own sparsity within s ± `spread` by esa.prune.allocate (unstructured, group row; the `esa`
+    score does this with ESA_ALLOCATE_BY and ESA_SPREAD); `allocation_scores` are its precomputed
+    scores. The model comes back bit-exactly unless `keep`.
     """
     start = time.perf_counter()
     pat = parse_pattern(pattern)
     frac = check_sparsity(sparsity, pat)
     check_group(group, pat)
     check_score(score)
+    allocate_by, spread = resolve_allocation(score, allocate_by, spread, pat, group)
     if sequential and group == "global":
         raise EsaError("sequential pruning goes block by block, so it cannot compare weights globally; use row or tensor")
     if score == SPARSEGPT and group == "global":
@@ -142,6 +153,7 @@ def prune(
     named = dict(lm.model.named_parameters(remove_duplicate=False))
     writes = _Writes(named, keep, seed)
     obs_loss: dict[str, float] = {}
+    allocation: dict[str, float] = {}
     try:
         stages = _stages(targets) if sequential else [targets]
         for stage in stages:
@@ -150,7 +162,7 @@ def prune(
                                                  batch_size, notes, sequential))
             else:
                 _mask_stage(lm, windows, stage, score, frac, pat, group, protected, writes, seed, batch_size,
-                            notes, scores)
+                            notes, scores, (allocate_by, spread, allocation_scores), allocation)
         timings["prune_s"] = time.perf_counter() - start
         per_tensor, n_zero = _count_zeros(named, targets)
         ppl = accuracy = bpb = None
@@ -173,7 +185,25 @@ def prune(
         n_zero=n_zero, n_protected=sum(int(m.sum()) for m in protected.values()), ppl=ppl, accuracy=accuracy,
         bits_per_byte=bpb, kept=keep, targets=[t.name for t in targets], notes=list(dict.fromkeys(notes)),
         timings=timings, obs_loss=obs_loss, zero_shot=zero_shot,
+        allocation={"by": allocate_by, "spread": spread, "sparsity": allocation} if allocate_by else None,
     )
+
+
+def resolve_allocation(score: str, allocate_by: str | None, spread: float, pat: Pattern, group: str) -> tuple[str | None, float]:
+    """The allocation a condition uses (the `esa` score's own where it applies, else what was asked), or EsaError."""
+    if score == ESA and allocate_by is None and not pat.structured and group == "row":
+        allocate_by = ESA_ALLOCATE_BY
+    if allocate_by is None:
+        return None, spread
+    if allocate_by not in CURVATURE:
+        raise EsaError(f"--allocate-by needs a curvature metric ({', '.join(CURVATURE)}), got {allocate_by!r}")
+    if pat.structured or group != "row":
+        raise EsaError("per-tensor sparsity allocation applies to unstructured pruning within rows (--group row)")
+    if score == SPARSEGPT:
+        raise EsaError("sparsegpt chooses its own masks; per-tensor allocation applies to mask scores")
+    if not 0 <= spread < 1:
+        raise EsaError(f"--spread must be in [0, 1), got {spread}")
+    return allocate_by, spread
 
 
 def _stages(targets: list[Target]) -> list[list[Target]]:
@@ -187,7 +217,8 @@ def _stages(targets: list[Target]) -> list[list[Target]]:
 def _mask_stage(
     lm: LoadedModel, windows: WindowSet, stage: list[Target], score: str, frac: float, pat: Pattern, group: str,
     protected: dict[str, torch.Tensor], writes: _Writes, seed: int, batch_size: int, notes: list[str],
-    scores: dict[str, torch.Tensor] | None,
+    scores: dict[str, torch.Tensor] | None, allocate: tuple[str | None, float, dict[str, torch.Tensor] | None],
+    allocation: dict[str, float],
 ) -> None:
     names = [t.name for t in stage]
     if scores is None:
@@ -196,7 +227,18 @@ def _mask_stage(
     usable = _scored(stage, scores, score, notes)
     mats = {t.name: t.matrix(scores[t.name]) for t in usable}
     guard = {t.name: t.matrix(protected[t.name]) for t in usable if t.name in protected}
-    masks = prune_masks(mats, frac, pat, group, guard)
+    shares = None
+    by, spread, curvature = allocate
+    if by is not None:
+        if curvature is None:
+            curvature, more = weight_scores(lm, windows, by, names, seed=seed, batch_size=batch_size)
+            notes += more
+        usable = _scored(usable, curvature, by, notes)
+        mats = {t.name: mats[t.name] for t in usable}
+        saliency = {t.name: t.matrix(curvature[t.name]) * t.matrix(writes.tensor(t.name)).float().square() for t in usable}
+        shares = allocate_sparsity({n: guard_scores(m, guard.get(n)) for n, m in mats.items()}, saliency, frac, spread)
+        allocation.update(shares)
+    masks = prune_masks(mats, frac, pat, group, guard, shares)
     for t in usable:
         writes.zero(t.name, t.unmatrix(masks[t.name]).reshape(-1).nonzero().squeeze(1))
 

@@ -1,18 +1,19 @@
-"""Per-weight pruning scores (low = prune first): any registered metric, or ESA's combined score.
+"""Per-weight pruning scores (low = prune first): any registered metric, or ESA's own score.
 
 A registered metric (`magnitude`, `act_mag` = Wanda's |W_ij|·‖X_j‖, `grad_x_weight`, `grad_squared`,
-`hutchinson_diag`, or a user metric) is used as it scores. `esa` is ours:
-
-    esa_ij = (|W_ij|·‖X_j‖)^(1-β) · (|W_ij|·sqrt(F_ij))^β  =  |W_ij| · ‖X_j‖^(1-β) · F_ij^(β/2)
-
-with F the empirical Fisher diagonal (`grad_squared`). Both factors are square roots of an Optimal
-Brain Damage saliency w²·h: Wanda's h = ‖X_j‖² is the diagonal of the layer's own reconstruction
-Hessian XᵀX (local, blind to what the rest of the network does with the layer's output), the Fisher's
-h = F_ij approximates the diagonal of the loss Hessian (global, but noisy from 32 windows). The
-geometric blend keeps Wanda's per-row ordering where the loss is indifferent and moves weights the
-loss depends on up the ranking. β = ESA_BETA = 0.5 (the two saliencies weighted equally) is a prior, not
-a tuned value: benchmarks/bench_prune.py compares β = 0.25 / 0.5 / 0.75 with Wanda, and its table (in
-BENCHMARKS.md, "esa prune") is what should choose it.
+`hutchinson_diag`, or a user metric) is used as it scores. `esa` is ours: Wanda's order inside each
+output row, and how many weights each tensor loses chosen from the loss's curvature (esa.prune.allocate):
+each tensor's sparsity lies in s ± ESA_SPREAD and minimises the summed Optimal Brain Damage cost
+½·Σ F_ij·W_ij² of what is pruned, F the empirical Fisher diagonal (`grad_squared`), under the same
+total number of pruned weights as uniform pruning. Wanda's |W|·‖X‖ is the diagonal of the layer's own
+reconstruction Hessian: good at ranking weights inside one row, blind to how much the loss depends on
+the layer as a whole; the Fisher knows that, but per weight it is too noisy to rank 100 M weights from a
+few windows (grad_squared alone prunes worse than magnitude on SmolLM2), and summed over a tensor the
+noise averages out. So ESA uses each for what it measures well. ESA_SPREAD = 0.1 was chosen on held-out
+calibration windows, never the evaluation windows (BENCHMARKS.md, "Pruning"). N:M patterns fix every
+tensor's sparsity, and groups other than "row" compare across rows: there `esa` is Wanda's score.
+`esa_blend` (a geometric blend of the two per-weight saliencies) is kept as the ablation that shows why
+the Fisher is used per tensor and not per weight.
 Cost: one forward pass (act_mag) plus one forward+backward per calibration window (grad_squared).
 """
 
@@ -27,8 +28,9 @@ from esa.models.types import LoadedModel
 
 SPARSEGPT = "sparsegpt"
 ESA = "esa"
-ESA_BETA = 0.5
-ESA_PARTS = ("act_mag", "grad_squared")
+ESA_RANK = "act_mag"  # the order inside each row
+ESA_ALLOCATE_BY = "grad_squared"  # the per-tensor sparsity
+CURVATURE = ("grad_squared", "hutchinson_diag")  # metrics estimating the loss Hessian's diagonal: saliency h·w²
 
 
 def score_names() -> list[str]:
@@ -46,10 +48,7 @@ def weight_scores(
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Scores shaped like each named parameter, and the metric's notes (tensors it cannot score are absent)."""
     if score == ESA:
-        parts = [weight_scores(lm, windows, part, names, seed=seed, batch_size=batch_size) for part in ESA_PARTS]
-        (act, notes), (fisher, _) = parts
-        named = dict(lm.model.named_parameters(remove_duplicate=False))
-        return {n: esa_blend(act[n], named[n], fisher[n], ESA_BETA) for n in act if n in fisher}, notes
+        score = ESA_RANK  # its allocation is prune's business (esa.prune.allocate)
     result = score_model(lm, score, windows, list(names), seed=seed, batch_size=batch_size)
     return result.scores, list(result.notes)
 
