@@ -79,3 +79,24 @@ def test_criterion_when_magnitude_does_not_hurt():
     from esa.prune.criterion import gap_improvement
 
     assert math.isnan(gap_improvement(ppl=20.0, ppl_magnitude=19.0, ppl_dense=19.5))
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "heavy-ties"])
+@pytest.mark.parametrize("group", ["row", "tensor", "global"])
+def test_selection_equals_the_first_k_of_a_stable_sort(ties: bool, group: str) -> None:
+    """The linear-time selection gives exactly the mask of Wanda's stable sort, ties to the lower column."""
+    gen = torch.Generator().manual_seed(3)
+    scores = {n: torch.rand(7, 24, generator=gen) for n in ("a", "b")}
+    if ties:
+        scores = {n: (s * 4).round() for n, s in scores.items()}
+    masks = prune_masks(scores, 0.4, parse_pattern("unstructured"), group)
+    flat = {"row": scores, "tensor": {n: s.reshape(1, -1) for n, s in scores.items()},
+            "global": {"all": torch.cat([s.reshape(1, -1) for s in scores.values()], 1)}}[group]
+    expected = {}
+    for n, s in flat.items():
+        k = int(s.shape[1] * 0.4)
+        order = torch.sort(s, dim=-1, stable=True).indices[:, :k]
+        expected[n] = torch.zeros_like(s, dtype=torch.bool).scatter_(1, order, True)
+    got = {"row": masks, "tensor": {n: m.reshape(1, -1) for n, m in masks.items()},
+           "global": {"all": torch.cat([m.reshape(1, -1) for m in masks.values()], 1)}}[group]
+    assert all(torch.equal(got[n], expected[n]) for n in expected)

@@ -4,14 +4,14 @@ Every target is seen as a matrix whose rows are output rows and whose columns ar
 (see esa.prune.targets), so one rule serves nn.Linear, Conv1D and fused experts:
 
 - unstructured, group "row": in every row the floor(s·in) lowest-scoring weights go (Wanda's rule:
-  a stable ascending sort, so ties go to the lower column);
+  a stable ascending sort, so ties go to the lower column; found by linear-time selection, same mask);
 - unstructured, group "tensor": the floor(s·numel) lowest of each tensor; "global": the floor(s·N)
   lowest of all targets together (N = their total size), so tensors end up with different sparsities;
 - N:M: in every row, in every group of M consecutive input weights, the N lowest go (sparsity N/M).
 
 Protected weights (score +inf here) are never chosen; a group holding more protected weights than it
-can keep is an error. Memory: one bool mask per target, plus a sort of the scores being compared
-(the largest tensor, or every target at once for "global").
+can keep is an error. Memory: one bool mask per target, plus a few bool/int64 temporaries of the
+scores being compared (the largest tensor, or every target at once for "global").
 """
 
 from __future__ import annotations
@@ -127,11 +127,18 @@ def guard_scores(score: torch.Tensor, protect: torch.Tensor | None) -> torch.Ten
 
 
 def _lowest(score: torch.Tensor, k: int) -> torch.Tensor:
-    """Per row of `score`, the k lowest (stable ascending sort) as a bool mask."""
+    """Per row of `score`, the k lowest as a bool mask: exactly the first k of a stable ascending sort
+    (ties to the lower column), found by a linear-time selection instead of the sort: the k-th smallest
+    value per row, everything below it, and as many of the ties at it as are still needed, leftmost first."""
     if k == 0:
         return torch.zeros_like(score, dtype=torch.bool)
-    order = torch.sort(score, dim=-1, stable=True).indices[:, :k]
-    return torch.zeros_like(score, dtype=torch.bool).scatter_(1, order, True)
+    if bool(score.isnan().any()):  # a NaN has no place in a selection by value; the sort puts it last
+        order = torch.sort(score, dim=-1, stable=True).indices[:, :k]
+        return torch.zeros_like(score, dtype=torch.bool).scatter_(1, order, True)
+    kth = score.kthvalue(k, dim=-1, keepdim=True).values
+    below, tied = score < kth, score == kth
+    need = k - below.sum(-1, keepdim=True)
+    return below | (tied & (tied.cumsum(-1) <= need))
 
 
 def _n_of_m(name: str, score: torch.Tensor, pattern: Pattern) -> torch.Tensor:
