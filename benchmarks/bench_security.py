@@ -4,6 +4,7 @@ the bit-flip attack with and without protecting the top critical weights, and fi
     python benchmarks/bench_security.py --part faults --sites random   --out /tmp/bench15
     python benchmarks/bench_security.py --part faults --sites critical --out /tmp/bench15
     python benchmarks/bench_security.py --part faults --sites random --codes 4 --out /tmp/bench15   # 4-bit RTN g64 codes
+    python benchmarks/bench_security.py --part faults --sites random --linear-only --out /tmp/bench15  # bf16, same sites
     python benchmarks/bench_security.py --part attack --out /tmp/bench15
     python benchmarks/bench_security.py --part verify --out /tmp/bench15
     python benchmarks/bench_security.py --part summary --out /tmp/bench15
@@ -28,6 +29,7 @@ import torch
 
 import esa
 from esa.perturb import tensor_checksum
+from esa.quantize import find_targets
 from esa.security import (
     critical_weights, defended_attack, diff_models, fault_campaign, fingerprint, quantized_codes, verify,
 )
@@ -48,7 +50,8 @@ def faults(args: argparse.Namespace) -> dict:
     kwargs = dict(injections=args.injections, sites=sites, bits="all", failure=args.failure, seed=args.seed,
                   batch_size=4, progress=True, max_seconds=args.max_seconds)
     if not args.codes:
-        return fault_campaign(lm, windows, **kwargs).to_dict()
+        params = [t.name for t in find_targets(lm)] if args.linear_only else None
+        return fault_campaign(lm, windows, params=params, **kwargs).to_dict()
     before = {n: tensor_checksum(p) for n, p in lm.model.named_parameters()}
     with quantized_codes(lm, windows, bits=args.codes, group_size=args.group_size, seed=args.seed,
                          batch_size=4) as (quant, codes):
@@ -131,6 +134,8 @@ def main() -> None:
     ap.add_argument("--sites", choices=("random", "critical"), default="random")
     ap.add_argument("--codes", type=int, default=0, metavar="BITS", help="flip bits of BITS-bit RTN codes instead")
     ap.add_argument("--group-size", type=int, default=64, help="group size of the --codes quantization")
+    ap.add_argument("--linear-only", action="store_true",
+                    help="float campaign over the quantized tensors only (the --codes population, as a control)")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--injections", type=int, default=1000)
     ap.add_argument("--topk", type=int, default=1000)
@@ -151,7 +156,8 @@ def main() -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     fn = {"faults": faults, "attack": attack, "verify": verify_cost}[args.part]
     result = {"args": vars(args), **fn(args)}
-    name = f"faults_{args.sites}{f'_codes{args.codes}' if args.codes else ''}" if args.part == "faults" else args.part
+    suffix = f"_codes{args.codes}" if args.codes else "_linear" if args.linear_only else ""
+    name = f"faults_{args.sites}{suffix}" if args.part == "faults" else args.part
     (Path(args.out) / f"{name}.json").write_text(json.dumps(result, indent=1, default=lambda x: None if isinstance(x, float) and math.isnan(x) else str(x)))
 
 
