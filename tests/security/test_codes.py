@@ -149,6 +149,14 @@ def test_bad_input(tiny, windows, kwargs, words) -> None:
             fault_campaign(tiny, windows, injections=2, codes=codes, **kwargs)
 
 
+def test_given_sites_outside_the_codes_are_refused(tiny, windows) -> None:
+    names = tuple(tiny.params)
+    sites = WeightSet(names, torch.tensor([names.index(NORM)]), torch.tensor([0]), torch.ones(1))
+    with quantized_codes(tiny, windows, bits=4, group_size=GROUP) as (_, codes):
+        with pytest.raises(EsaError, match="no integer codes"):
+            fault_campaign(tiny, windows, injections=2, codes=codes, sites=sites)
+
+
 def test_codes_must_describe_the_model_now(tiny, windows, helpers) -> None:
     saved = helpers.model_bits(tiny)
     with quantized_codes(tiny, windows, bits=4, group_size=GROUP) as (_, codes):

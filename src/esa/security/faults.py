@@ -215,6 +215,7 @@ def fault_campaign(
         raise EsaError("give exactly one of injections (a number of trials) or margin (Leveugle's sample size)")
     positions = {n: space.positions(n, bits) for n in names}
     population = _population(lm, windows, sites, names, seed, batch_size)
+    positions.update({n: space.positions(n, bits) for n in population.names if n not in positions})  # given sites
     if codes is not None:
         population = population.without(codes.kept, f"{len(codes.kept)} kept 16-bit weights")
     n_choices = max(len(p) for p in positions.values())
