@@ -5,7 +5,8 @@ Quality: calibration and evaluation windows are disjoint (esa.make_windows, seed
 Every score prunes the linear layers of the 30 decoder blocks, one-shot from the dense model, each output row on its own (Wanda's group) unless stated; the model is
 restored bit-exactly between conditions (checked by checksum at the end). Scores of the registered metrics
 are computed once and reused across sparsities; SparseGPT takes its Hessians afresh per condition.
-ESA variants (β) reuse the act_mag and grad_squared scores. The criterion is esa.prune.FORMULA.
+ESA's score (`esa`: Wanda's order in rows, per-tensor sparsity from grad_squared) reuses the act_mag and
+grad_squared scores. The criterion is esa.prune.FORMULA.
 
 Cost: `prune(score="act_mag")` (no evaluation) against one plain Wanda procedure written inline here
 (hooks for ‖X_j‖², one forward pass, |W|·‖X‖, stable sort per row, zero, restore), same windows,
@@ -30,12 +31,10 @@ from esa.data import load_corpus, make_windows
 from esa.evaluation import evaluate
 from esa.models import load_model
 from esa.perturb import tensor_checksum
-from esa.prune import ESA_BETA, FORMULA, esa_blend, find_targets, gap_improvement, prune, weight_scores
+from esa.prune import ESA_ALLOCATE_BY, ESA_RANK, FORMULA, find_targets, gap_improvement, prune, weight_scores
 
 SPARSITIES = (0.3, 0.5, 0.6, 0.7)
-METRIC_SCORES = ("magnitude", "act_mag", "grad_squared")  # grad_squared: the gradient score ESA builds on
-BETAS = (0.25, 0.75)  # besides ESA_BETA; run at 0.5 and 2:4 only (CPU budget)
-SPARSEGPT_CONDITIONS = (0.5, 0.6, None)  # None: 2:4 (each condition takes its own Hessian pass)
+METRIC_SCORES = ("magnitude", "act_mag", "grad_squared", "grad_x_weight")  # the gradient scores beside Wanda's
 
 
 def rss_kib(field: str) -> int:
@@ -82,7 +81,8 @@ def main() -> None:
     ap.add_argument("--sequential", action="store_true")
     ap.add_argument("--cost-only", action="store_true", help="skip the quality table, measure the cost part only")
     ap.add_argument("--scores", default=",".join(METRIC_SCORES), help="registered metrics to prune with (comma list)")
-    ap.add_argument("--no-esa", action="store_true", help="skip ESA's blend (it needs act_mag and grad_squared)")
+    ap.add_argument("--no-esa", action="store_true", help="skip ESA's score (it needs act_mag and grad_squared)")
+    ap.add_argument("--no-sparsegpt", action="store_true", help="skip SparseGPT (its own Hessian pass per condition)")
     ap.add_argument("--sparsities", default=",".join(map(str, SPARSITIES)), help="unstructured sparsities (comma list)")
     args = ap.parse_args()
     out = Path(args.out)
@@ -99,28 +99,30 @@ def main() -> None:
     conditions = [dict(sparsity=float(s)) for s in args.sparsities.split(",")] + [dict(pattern="2:4")]
     rows = []
     scores, times = {}, {}
-    for score in () if args.cost_only else args.scores.split(","):
+    wanted = [] if args.cost_only else args.scores.split(",")
+    needed = list(dict.fromkeys(wanted + ([] if args.cost_only or args.no_esa else [ESA_RANK, ESA_ALLOCATE_BY])))
+    for score in needed:
         t = time.perf_counter()
         scores[score], _ = weight_scores(lm, windows, score, names, seed=0, batch_size=bs)
         times[score] = time.perf_counter() - t
         memory[f"score:{score}"] = rss_kib("VmHWM") - rss0
-        print(f"scored {score} in {times[score]:.1f} s")
-    named = dict(lm.model.named_parameters())
-    for beta in () if args.cost_only or args.no_esa else (ESA_BETA, *BETAS):
-        scores[f"esa(b={beta})"] = {n: esa_blend(scores["act_mag"][n], named[n], scores["grad_squared"][n], beta) for n in names}
-    for label, sc in scores.items():
+        print(f"scored {score} in {times[score]:.1f} s", flush=True)
+    labels = wanted + ([] if args.cost_only or args.no_esa else ["esa"])
+    for label in labels:
         for cond in conditions:
-            if label.startswith("esa") and label != f"esa(b={ESA_BETA})" and cond.get("sparsity") not in (0.5, None):
-                continue
-            r = prune(lm, windows, score="esa" if label.startswith("esa") else label, scores=sc, batch_size=bs, **cond)
-            rows.append({**r.row(), "score": label, "score_time_s": times.get(label)})
-            print(f"{label:16s} {r.pattern:12s} {r.sparsity:.1f} ppl {r.ppl:9.3f} achieved {r.achieved_sparsity:.4f}")
+            extra = dict(scores=scores[ESA_RANK], allocation_scores=scores[ESA_ALLOCATE_BY]) if label == "esa" \
+                else dict(scores=scores[label])
+            r = prune(lm, windows, score=label, batch_size=bs, **extra, **cond)
+            spread = r.allocation["sparsity"] if r.allocation else None
+            rows.append({**r.row(), "score_time_s": times.get(label),
+                         **({"allocation_min": min(spread.values()), "allocation_max": max(spread.values())} if spread else {})})
+            print(f"{label:16s} {r.pattern:12s} {r.sparsity:.1f} ppl {r.ppl:9.3f} achieved {r.achieved_sparsity:.4f}", flush=True)
             save(out, dense, windows, rows, {})
-    for cond in (c for c in conditions if c.get("sparsity") in SPARSEGPT_CONDITIONS and not args.cost_only):
+    for cond in () if args.cost_only or args.no_sparsegpt else conditions:
         r = prune(lm, windows, score="sparsegpt", batch_size=bs, **cond)
         rows.append({**r.row(), "score_time_s": None, "prune_s": r.timings["prune_s"]})
         print(f"{'sparsegpt':16s} {r.pattern:12s} {r.sparsity:.1f} ppl {r.ppl:9.3f} achieved {r.achieved_sparsity:.4f} "
-              f"({r.timings['prune_s'] / len(names):.3f} s per layer)")
+              f"({r.timings['prune_s'] / len(names):.3f} s per layer)", flush=True)
         memory["sparsegpt"] = rss_kib("VmHWM") - rss0
         save(out, dense, windows, rows, {})
     if args.sequential and not args.cost_only:

@@ -14,7 +14,7 @@ from esa.prune.patterns import GROUPS, Pattern, parse_pattern, prune_masks
 from esa.prune.prune import PruneResult, prune, resolve_allocation
 from esa.prune.save import pruning_provenance, save_pruned_model, superweight_positions
 from esa.prune.allocate import allocate_sparsity
-from esa.prune.scores import CURVATURE, ESA, ESA_ALLOCATE_BY, ESA_RANK, SPARSEGPT, esa_blend, score_names, weight_scores
+from esa.prune.scores import CURVATURE, ESA, ESA_ALLOCATE_BY, ESA_RANK, SPARSEGPT, score_names, weight_scores
 from esa.prune.sparsegpt import SparseGPTLayer, sparsegpt_layer
 from esa.prune.targets import Target, find_targets
 
@@ -33,7 +33,6 @@ __all__ = [
     "Target",
     "allocate_sparsity",
     "beats_magnitude",
-    "esa_blend",
     "find_targets",
     "gap_improvement",
     "parse_pattern",

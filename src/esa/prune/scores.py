@@ -12,8 +12,6 @@ few windows (grad_squared alone prunes worse than magnitude on SmolLM2), and sum
 noise averages out. So ESA uses each for what it measures well. ESA_SPREAD = 0.1 was chosen on held-out
 calibration windows, never the evaluation windows (BENCHMARKS.md, "Pruning"). N:M patterns fix every
 tensor's sparsity, and groups other than "row" compare across rows: there `esa` is Wanda's score.
-`esa_blend` (a geometric blend of the two per-weight saliencies) is kept as the ablation that shows why
-the Fisher is used per tensor and not per weight.
 Cost: one forward pass (act_mag) plus one forward+backward per calibration window (grad_squared).
 """
 
@@ -51,9 +49,3 @@ def weight_scores(
         score = ESA_RANK  # its allocation is prune's business (esa.prune.allocate)
     result = score_model(lm, score, windows, list(names), seed=seed, batch_size=batch_size)
     return result.scores, list(result.notes)
-
-
-def esa_blend(act_mag: torch.Tensor, weight: torch.Tensor, fisher: torch.Tensor, beta: float) -> torch.Tensor:
-    """(|W|·‖X‖)^(1-β) · (|W|·sqrt(F))^β, computed in float32 (see the module docstring)."""
-    w = weight.detach().to(act_mag.device, torch.float32).abs()
-    return act_mag.pow(1.0 - beta) * (w * fisher.to(act_mag.device).sqrt()).pow(beta)
