@@ -107,7 +107,9 @@ def main() -> None:
         times[score] = time.perf_counter() - t
         memory[f"score:{score}"] = rss_kib("VmHWM") - rss0
         print(f"scored {score} in {times[score]:.1f} s", flush=True)
-    labels = wanted + ([] if args.cost_only or args.no_esa else ["esa"])
+    labels = list(wanted)
+    if not (args.cost_only or args.no_esa):  # right after Wanda's rows, which it is measured against
+        labels.insert(labels.index("act_mag") + 1 if "act_mag" in labels else len(labels), "esa")
     for label in labels:
         for cond in conditions:
             extra = dict(scores=scores[ESA_RANK], allocation_scores=scores[ESA_ALLOCATE_BY]) if label == "esa" \

@@ -42,7 +42,7 @@ class PruneOptions(Options):
     exclude: list[str] = field(default_factory=list)
     sequential: bool = False
     allocate_by: str | None = None
-    spread: float = opt(0.1, "--spread", min=0.0, max=1.0)
+    spread: float = opt(0.2, "--spread", min=0.0, max=1.0)
     save_model: str | None = None
     tasks: list[str] = field(default_factory=list)
     limit: int | None = opt(None, "--limit", min=1)

@@ -26,7 +26,7 @@ import torch
 
 from esa.errors import EsaError
 
-DEFAULT_SPREAD = 0.1  # chosen for the esa score on held-out calibration windows (BENCHMARKS.md)
+DEFAULT_SPREAD = 0.2  # chosen for the esa score on held-out calibration windows (BENCHMARKS.md)
 DEFAULT_STEP = 0.01
 
 

@@ -113,7 +113,7 @@ def prune(
     `superweight_positions`); `scores` passes precomputed one-shot scores of `score` (reuse across
     sparsities). `allocate_by` (a curvature metric: grad_squared, hutchinson_diag) gives each tensor
     its own sparsity within s ± `spread` by esa.prune.allocate (unstructured, group row; the `esa`
-    score does this with ESA_ALLOCATE_BY and ESA_SPREAD); `allocation_scores` are its precomputed
+    score does this with ESA_ALLOCATE_BY and DEFAULT_SPREAD); `allocation_scores` are its precomputed
     scores. The model comes back bit-exactly unless `keep`.
     """
     start = time.perf_counter()

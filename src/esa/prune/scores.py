@@ -3,13 +3,13 @@
 A registered metric (`magnitude`, `act_mag` = Wanda's |W_ij|·‖X_j‖, `grad_x_weight`, `grad_squared`,
 `hutchinson_diag`, or a user metric) is used as it scores. `esa` is ours: Wanda's order inside each
 output row, and how many weights each tensor loses chosen from the loss's curvature (esa.prune.allocate):
-each tensor's sparsity lies in s ± ESA_SPREAD and minimises the summed Optimal Brain Damage cost
+each tensor's sparsity lies in s ± spread (DEFAULT_SPREAD) and minimises the summed Optimal Brain Damage cost
 ½·Σ F_ij·W_ij² of what is pruned, F the empirical Fisher diagonal (`grad_squared`), under the same
 total number of pruned weights as uniform pruning. Wanda's |W|·‖X‖ is the diagonal of the layer's own
 reconstruction Hessian: good at ranking weights inside one row, blind to how much the loss depends on
 the layer as a whole; the Fisher knows that, but per weight it is too noisy to rank 100 M weights from a
 few windows (grad_squared alone prunes worse than magnitude on SmolLM2), and summed over a tensor the
-noise averages out. So ESA uses each for what it measures well. ESA_SPREAD = 0.1 was chosen on held-out
+noise averages out. So ESA uses each for what it measures well. The spread 0.2 (DEFAULT_SPREAD) was chosen on held-out
 calibration windows, never the evaluation windows (BENCHMARKS.md, "Pruning"). N:M patterns fix every
 tensor's sparsity, and groups other than "row" compare across rows: there `esa` is Wanda's score.
 Cost: one forward pass (act_mag) plus one forward+backward per calibration window (grad_squared).
