@@ -138,6 +138,8 @@ def _lowest(score: torch.Tensor, k: int) -> torch.Tensor:
     kth = score.kthvalue(k, dim=-1, keepdim=True).values
     below, tied = score < kth, score == kth
     need = k - below.sum(-1, keepdim=True)
+    if bool((tied.sum(-1, keepdim=True) == need).all()):  # the usual case: no tie beyond the k-th itself
+        return below | tied
     return below | (tied & (tied.cumsum(-1) <= need))
 
 
