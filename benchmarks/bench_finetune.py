@@ -9,7 +9,8 @@ and measures forgetting on the pydoc prose; "code-vs-docs" trains on Python stan
 (it did not forget: the retain PPL fell); "topics" is the earlier split of the prose into two topic halves. Runs: full, sparse-0.1, random-0.1, lora-0.1, sparse-1, random-1, lora-1, frozen (top 1,000
 grad_squared of the retain data), frozen-sw (the same ∪ every super-weight candidate), ewc.
 Learning-rate rule, fixed before any run: lr = lr_full / sqrt(share), share = the budget's fraction of the
-weights (1 for full, frozen and ewc), so a 0.1% mask steps 31.6x and a 1% mask 10x larger than full.
+weights (1 for full, frozen and ewc), so a 0.1% mask steps 31.6x and a 1% mask 10x larger than full;
+`--lr` replaces the rule by one lr for every run of the invocation (a control).
 `probe` only reads the training domain (training loss, target PPL), never the retain text.
 Peak memory is the process's peak RSS (VmHWM, reset through /proc/self/clear_refs before each run)
 minus its RSS before the run.
@@ -75,7 +76,7 @@ def probe(domains: str, lrs: list[float], steps: int) -> None:
                           "target_ppl_after": r.train_ppl_after, "s_per_step": r.time_s / steps}), flush=True)
 
 
-def grid(out: str, names: list[str], domains: str, lr_full: float, steps: int) -> None:
+def grid(out: str, names: list[str], domains: str, lr_full: float, steps: int, lr: float | None) -> None:
     lm, train, retain = setup(domains)
     sw = watched_weight(lm, "detect")
     watch = (sw["param"], sw["flat_index"]) if sw else None
@@ -104,7 +105,7 @@ def grid(out: str, names: list[str], domains: str, lr_full: float, steps: int) -
         t = time.perf_counter()
         with preserved(lm):
             result = finetune(lm, train, train, retain_windows=retain, steps=steps, batch_size=BATCH,
-                              lr=lr_for(RUNS[name], lr_full), eval_every=steps // 2, seed=0, superweight=watch,
+                              lr=lr or lr_for(RUNS[name], lr_full), eval_every=steps // 2, seed=0, superweight=watch,
                               **kw)
         row = {"run": name, "domains": domains, "wall_s": time.perf_counter() - t, **result.to_dict()}
         with open(out, "a") as f:
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="*", help=f"grid: runs, in order ({', '.join(RUNS)})")
     parser.add_argument("--domains", default="names-vs-docs")
     parser.add_argument("--lr-full", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, help="grid: this lr for every run, instead of the rule")
     parser.add_argument("--lrs", default="3e-5,1e-4,3e-4")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--threads", type=int, default=1)
@@ -153,7 +155,7 @@ def main() -> None:
     if args.what == "probe":
         probe(args.domains, [float(x) for x in args.lrs.split(",")], args.steps)
     elif args.what == "grid":
-        grid(args.out, args.runs, args.domains, args.lr_full, args.steps)
+        grid(args.out, args.runs, args.domains, args.lr_full, args.steps, args.lr)
     else:
         cost(args.domains)
 
