@@ -32,7 +32,7 @@ from esa.prune.calibration import input_hessians
 from esa.prune.patterns import (
     Pattern, check_group, check_shape, check_sparsity, guard_scores, n_pruned, parse_pattern, prune_masks,
 )
-from esa.prune.scores import CURVATURE, ESA, ESA_ALLOCATE_BY, SPARSEGPT, check_score, weight_scores
+from esa.prune.scores import CURVATURE, ESA, ESA_ALLOCATE_BY, ESA_RANK, SPARSEGPT, check_score, weight_scores
 from esa.prune.sparsegpt import sparsegpt_layer
 from esa.prune.targets import Target, find_targets
 from esa.ranking import top_k
@@ -159,7 +159,8 @@ def prune(
         for stage in stages:
             if score == SPARSEGPT:
                 obs_loss.update(_sparsegpt_stage(lm, windows, stage, frac, pat, group, protected, writes,
-                                                 batch_size, notes, sequential))
+                                                 batch_size, notes, sequential, (allocate_by, spread, allocation_scores),
+                                                 allocation, seed))
             else:
                 _mask_stage(lm, windows, stage, score, frac, pat, group, protected, writes, seed, batch_size,
                             notes, scores, (allocate_by, spread, allocation_scores), allocation)
@@ -199,8 +200,6 @@ def resolve_allocation(score: str, allocate_by: str | None, spread: float, pat: 
         raise EsaError(f"--allocate-by needs a curvature metric ({', '.join(CURVATURE)}), got {allocate_by!r}")
     if pat.structured or group != "row":
         raise EsaError("per-tensor sparsity allocation applies to unstructured pruning within rows (--group row)")
-    if score == SPARSEGPT:
-        raise EsaError("sparsegpt chooses its own masks; per-tensor allocation applies to mask scores")
     if not 0 <= spread < 1:
         raise EsaError(f"--spread must be in [0, 1), got {spread}")
     return allocate_by, spread
@@ -228,37 +227,57 @@ def _mask_stage(
     mats = {t.name: t.matrix(scores[t.name]) for t in usable}
     guard = {t.name: t.matrix(protected[t.name]) for t in usable if t.name in protected}
     shares = None
-    by, spread, curvature = allocate
-    if by is not None:
-        if curvature is None:
-            curvature, more = weight_scores(lm, windows, by, names, seed=seed, batch_size=batch_size)
-            notes += more
-        usable = _scored(usable, curvature, by, notes)
+    if allocate[0] is not None:
+        usable, shares = _allocate(lm, windows, usable, mats, guard, allocate, frac, writes, seed, batch_size, notes)
         mats = {t.name: mats[t.name] for t in usable}
-        saliency = {t.name: t.matrix(curvature[t.name]) * t.matrix(writes.tensor(t.name)).float().square() for t in usable}
-        shares = allocate_sparsity({n: guard_scores(m, guard.get(n)) for n, m in mats.items()}, saliency, frac, spread)
         allocation.update(shares)
     masks = prune_masks(mats, frac, pat, group, guard, shares)
     for t in usable:
         writes.zero(t.name, t.unmatrix(masks[t.name]).reshape(-1).nonzero().squeeze(1))
 
 
+def _allocate(
+    lm: LoadedModel, windows: WindowSet, usable: list[Target], mats: dict[str, torch.Tensor],
+    guard: dict[str, torch.Tensor], allocate: tuple[str | None, float, dict[str, torch.Tensor] | None], frac: float,
+    writes: _Writes, seed: int, batch_size: int, notes: list[str],
+) -> tuple[list[Target], dict[str, float]]:
+    """Per-tensor shares from the curvature metric (esa.prune.allocate), `mats` ordering each row."""
+    by, spread, curvature = allocate
+    if curvature is None:
+        curvature, more = weight_scores(lm, windows, by, [t.name for t in usable], seed=seed, batch_size=batch_size)
+        notes += more
+    usable = _scored(usable, curvature, by, notes)
+    saliency = {t.name: t.matrix(curvature[t.name]) * t.matrix(writes.tensor(t.name)).float().square() for t in usable}
+    order = {t.name: guard_scores(mats[t.name], guard.get(t.name)) for t in usable}
+    return usable, allocate_sparsity(order, saliency, frac, spread)
+
+
 def _sparsegpt_stage(
     lm: LoadedModel, windows: WindowSet, stage: list[Target], frac: float, pat: Pattern, group: str,
     protected: dict[str, torch.Tensor], writes: _Writes, batch_size: int, notes: list[str], sequential: bool,
+    allocate: tuple[str | None, float, dict[str, torch.Tensor] | None], allocation: dict[str, float], seed: int,
 ) -> dict[str, float]:
     usable = [t for t in stage if t.module is not None]
     skipped = [t.name for t in stage if t.module is None]
     if skipped:
         notes.append(f"sparsegpt prunes weights applied by Linear/Conv1D modules only; left dense: {', '.join(skipped)}")
+    shares = None
+    if allocate[0] is not None:  # the cost curves follow Wanda's order, SparseGPT's own masks at each share
+        order, more = weight_scores(lm, windows, ESA_RANK, [t.name for t in usable], seed=seed, batch_size=batch_size)
+        notes += more
+        usable = _scored(usable, order, ESA_RANK, notes)
+        guard = {t.name: t.matrix(protected[t.name]) for t in usable if t.name in protected}
+        usable, shares = _allocate(lm, windows, usable, {t.name: t.matrix(order[t.name]) for t in usable}, guard,
+                                   allocate, frac, writes, seed, batch_size, notes)
+        allocation.update(shares)
     layer = stage[0].info.layer if sequential else None
     hessians = input_hessians(lm.model, windows, usable, batch_size, upto=layer)
     losses = {}
     for t in usable:
         weight = writes.tensor(t.name)
         keep = t.matrix(protected[t.name]) if t.name in protected else None
-        out = sparsegpt_layer(t.matrix(weight), hessians.pop(t.name), sparsity=frac, pattern=pat, group=group,
-                              protected=keep)
+        out = sparsegpt_layer(t.matrix(weight), hessians.pop(t.name), sparsity=shares[t.name] if shares else frac,
+                              pattern=pat, group=group, protected=keep)
         writes.replace(t.name, t.unmatrix(out.weight))
         losses[t.name] = out.obs_loss
     return losses
