@@ -23,7 +23,7 @@ def prune(
     include: Annotated[Optional[str], typer.Option(help="Regexes (comma list) of tensors to prune instead of the blocks' linear layers.")] = None,
     exclude: Annotated[Optional[str], typer.Option(help="Regexes (comma list) of tensors to leave dense.")] = None,
     sequential: Annotated[bool, typer.Option("--sequential", help="Prune block by block, each scored on the already pruned earlier blocks.")] = False,
-    allocate_by: Annotated[Optional[str], typer.Option("--allocate-by", help="Give each tensor its own sparsity (within s ± --spread) from this curvature metric's saliency h·w²: grad_squared or hutchinson_diag. The esa score does this with grad_squared.")] = None,
+    allocate_by: Annotated[Optional[str], typer.Option("--allocate-by", help="Give each tensor its own sparsity (within s ± --spread) from this curvature metric's saliency h·w²: grad_squared or hutchinson_diag (also with sparsegpt). The esa score does this with grad_squared.")] = None,
     spread: Annotated[float, typer.Option("--spread", help="Largest deviation of a tensor's sparsity from the target under an allocation.")] = 0.2,
     save_model: Annotated[Optional[str], typer.Option("--save-model", help="Folder (inside --out-dir) for the pruned model as a Hugging Face directory, with pruning.json.")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Zero-shot tasks (lm-eval names or task YAML paths), comma-separated.")] = None,
