@@ -69,6 +69,15 @@ class PruneOptions(Options):
             if len(self.conditions()) * len(self.scores) * len(self.data.seeds) != 1:
                 raise EsaError("--save-model keeps one pruned model: give one score, one sparsity or pattern, one seed")
 
+    def allocation_metric(self, score: str) -> str | None:
+        """The curvature metric `score` allocates by in any condition (`--allocate-by`, or the esa score's)."""
+        from esa.prune import resolve_allocation
+        from esa.prune.patterns import parse_pattern
+
+        used = {resolve_allocation(score, self.allocate_by, self.spread, parse_pattern(p), self.group)[0]
+                for p, _ in self.conditions()}
+        return next((by for by in used if by is not None), None)
+
     def conditions(self) -> list[tuple[str, float | None]]:
         """(pattern, sparsity) pairs: every sparsity for unstructured, N/M for an N:M pattern."""
         out: list[tuple[str, float | None]] = []
@@ -81,7 +90,7 @@ def run_prune_command(opts: PruneOptions) -> str:
     """Prune under every condition, write prune_results.json/.csv (and the saved model); return the summary."""
     from esa.analysis import detect_superweights
     from esa.evaluation import evaluate
-    from esa.prune import ESA, ESA_ALLOCATE_BY, SPARSEGPT, find_targets, prune, superweight_positions, weight_scores
+    from esa.prune import ESA, ESA_RANK, SPARSEGPT, find_targets, prune, superweight_positions, weight_scores
 
     with command_run("prune", opts, output=opts.output, model=opts.model, data=opts.data) as run:
         lm, bs = run.lm, opts.data.batch_size
@@ -103,18 +112,19 @@ def run_prune_command(opts: PruneOptions) -> str:
             if opts.protect_superweights:
                 with run.manifest.stage("superweights"):
                     protect = superweight_positions(detect_superweights(lm, windows, seed=seed, batch_size=bs))
-            curvature: dict[str, Any] = {}  # allocation scores, per metric, shared by the scores that allocate
-            for score in opts.scores:
-                cached = alloc = None
-                if score != SPARSEGPT and not opts.sequential:
-                    with run.manifest.stage(f"score:{score}"):
-                        cached, _ = weight_scores(lm, windows, score, names, seed=seed, batch_size=bs)
-                    by = opts.allocate_by or (ESA_ALLOCATE_BY if score == ESA else None)
-                    if by is not None and any(p == "unstructured" for p, _ in opts.conditions()):
-                        if by not in curvature:
-                            with run.manifest.stage(f"score:{by}"):
-                                curvature[by], _ = weight_scores(lm, windows, by, names, seed=seed, batch_size=bs)
-                        alloc = curvature[by]
+            scored: dict[str, Any] = {}  # metric -> its one-shot scores on these windows, for scores and allocations
+
+            def once(metric: str) -> Any:
+                if metric not in scored:
+                    with run.manifest.stage(f"score:{metric}"):
+                        scored[metric], _ = weight_scores(lm, windows, metric, names, seed=seed, batch_size=bs)
+                return scored[metric]
+
+            for score in opts.scores:  # sequential runs score each block on the pruned model: nothing to share
+                one_shot = not opts.sequential
+                cached = once(ESA_RANK if score == ESA else score) if one_shot and score != SPARSEGPT else None
+                by = opts.allocation_metric(score)
+                alloc = once(by) if one_shot and by is not None else None
                 for pattern, sparsity in opts.conditions():
                     with run.manifest.stage(f"prune:{score}:{pattern}:{sparsity}"):
                         result = prune(
