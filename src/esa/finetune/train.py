@@ -45,6 +45,7 @@ from esa.models import LoadedModel, input_device
 from esa.ranking import top_k
 
 MODES = ("sparse", "full", "lora", "frozen-critical")
+PROTECTABLE_MODES = ("full", "frozen-critical")  # the modes that can hold protected super weights frozen
 PROTECTIONS = ("ewc",)
 DEFAULT_BUDGET = 0.005  # sparse and lora: 0.5% of the weights
 DEFAULT_FROZEN = 1000  # frozen-critical: "lock the top 1000 critical weights"
@@ -250,11 +251,18 @@ def _check(
     return resolve_budget(n_weights, budget, budget_k, default)
 
 
+def check_protectable(modes: Sequence[str]) -> None:
+    """EsaError unless every mode can keep protected super weights frozen (full, frozen-critical)."""
+    other = [m for m in modes if m not in PROTECTABLE_MODES]
+    if other:
+        raise EsaError("--protect-superweights freezes weights during full or frozen-critical fine-tuning; "
+                       f"--mode {', '.join(other)} is not one of them: give only those modes")
+
+
 def _positions(params: dict[str, nn.Parameter], positions: Sequence[tuple[str, int]], mode: str) -> Mask:
     """(name, flat index) pairs as a mask; EsaError for a mode that cannot freeze or a position not in the model."""
-    if positions and mode not in ("full", "frozen-critical"):
-        raise EsaError("--protect-superweights freezes weights during full or frozen-critical fine-tuning; "
-                       f"--mode {mode} is not one of them")
+    if positions:
+        check_protectable([mode])
     out: dict[str, list[int]] = {}
     for name, flat in positions:
         if name not in params or not 0 <= flat < params[name].numel():

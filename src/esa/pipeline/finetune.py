@@ -52,6 +52,7 @@ class FinetuneOptions(Options):
 
     def check(self) -> None:
         from esa.finetune import DOMAINS, MODES
+        from esa.finetune.train import check_protectable
         from esa.finetune.masks import RANDOM
         from esa.metrics import METRICS
 
@@ -78,9 +79,8 @@ class FinetuneOptions(Options):
             raise EsaError(f"unknown built-in domains {self.domains!r}; choose one of {', '.join(DOMAINS)}")
         if self.domains is not None and self.train is not None:
             raise EsaError("--domains picks built-in training and retain texts; with --train give --retain instead")
-        if self.protect_superweights and set(self.modes) - {"full", "frozen-critical"}:
-            raise EsaError("--protect-superweights freezes weights during full or frozen-critical fine-tuning; "
-                           "give only those modes")
+        if self.protect_superweights:
+            check_protectable(self.modes)
         if self.lr <= 0:
             raise EsaError(f"--lr must be a number > 0, got {self.lr}")
         for flag, path in (("--train", self.train), ("--eval", self.eval), ("--retain", self.retain)):
