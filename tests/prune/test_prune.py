@@ -215,7 +215,8 @@ def test_esa_allocates_per_tensor_sparsity_from_the_fisher(llama, windows) -> No
     (dict(score="act_mag", pattern="2:4", allocate_by="grad_squared"), "unstructured"),
     (dict(score="act_mag", sparsity=0.5, group="tensor", allocate_by="grad_squared"), "unstructured"),
     (dict(score="esa", sparsity=0.5, spread=1.5), "spread"),
-], ids=["not-curvature", "n:m", "tensor-group", "spread"])
+    (dict(score="act_mag", sparsity=0.5, spread=1.0), "spread"),
+], ids=["not-curvature", "n:m", "tensor-group", "spread", "spread-without-allocation"])
 def test_bad_allocation_is_refused_before_work(llama, windows, monkeypatch, kwargs, match) -> None:
     monkeypatch.setattr(prune_module, "weight_scores", lambda *a, **k: (_ for _ in ()).throw(AssertionError("work")))
     with pytest.raises(EsaError, match=match):

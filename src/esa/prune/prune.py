@@ -192,6 +192,8 @@ def prune(
 
 def resolve_allocation(score: str, allocate_by: str | None, spread: float, pat: Pattern, group: str) -> tuple[str | None, float]:
     """The allocation a condition uses (the `esa` score's own where it applies, else what was asked), or EsaError."""
+    if not 0 <= spread < 1:
+        raise EsaError(f"--spread must be in [0, 1), got {spread}")
     if score == ESA and allocate_by is None and not pat.structured and group == "row":
         allocate_by = ESA_ALLOCATE_BY
     if allocate_by is None:
@@ -200,8 +202,6 @@ def resolve_allocation(score: str, allocate_by: str | None, spread: float, pat: 
         raise EsaError(f"--allocate-by needs a curvature metric ({', '.join(CURVATURE)}), got {allocate_by!r}")
     if pat.structured or group != "row":
         raise EsaError("per-tensor sparsity allocation applies to unstructured pruning within rows (--group row)")
-    if not 0 <= spread < 1:
-        raise EsaError(f"--spread must be in [0, 1), got {spread}")
     return allocate_by, spread
 
 
